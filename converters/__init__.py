@@ -1,0 +1,1 @@
+"""Trained model -> deployable stage files (ExecuTorch, TFLite, Core ML) and the `adpc` CLI."""

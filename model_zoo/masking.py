@@ -1,0 +1,175 @@
+"""Confidence adaptivity: the mask rule, mask resampling, the masked conv and its RBF fill.
+
+This module is the one definition of the mask rule in PyTorch (SPEC.md section 4). Every other
+part of the model imports it; `edge.host` mirrors the same rule in numpy for the runtime, and a
+test keeps the two bit-identical.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+DEFAULT_THRESHOLD = 0.998
+"""Cityscapes threshold of the paper: a pixel is computed while its confidence is <= this."""
+
+DEFAULT_FILL_WINDOW = 7
+DEFAULT_LAMBDA = 3.0
+FILL_EPS = 1e-5
+_CENTRE_DISTANCE = 1e5  # makes the centre weight exp(-L^2 * 1e5) == 0 exactly in float32
+
+
+def confidence(logits: Tensor) -> Tensor:
+    """Max softmax probability over classes, written as 1 / sum(exp(l - max)).
+
+    That form needs no softmax op (not delegated by XNNPACK) and is the same formula the
+    host runs between converted stages. Returns N x 1 x H x W.
+    """
+    top = logits.amax(dim=1, keepdim=True)
+    return 1.0 / torch.exp(logits - top).sum(dim=1, keepdim=True)
+
+
+def compute_mask(logits: Tensor, threshold: float) -> Tensor:
+    """1.0 where the pixel must still be computed (confidence <= threshold), else 0.0.
+
+    Equality computes. The mask is a hard decision: no gradient flows through it.
+    """
+    with torch.no_grad():
+        return (confidence(logits.detach()) <= threshold).to(logits.dtype)
+
+
+def carry_over(previous: Tensor, new: Tensor, mask: Tensor) -> Tensor:
+    """Eq. 7: confident pixels (mask 0) keep the previous exit's logits bit-exactly."""
+    return torch.where(mask > 0, new, previous)
+
+
+def masked_fraction(mask: Tensor) -> Tensor:
+    """Fraction of pixels skipped (mask 0), per image: shape N."""
+    return 1.0 - mask.flatten(1).mean(dim=1)
+
+
+def resample_mask(mask: Tensor, height: int, width: int) -> Tensor:
+    """Mask at a coarser resolution by legacy nearest sampling (the top-left pixel of a block).
+
+    For the exact power-of-two factors of HRNet this is strided slicing, which exports to
+    every backend as a plain slice. Thresholding commutes with nearest sampling, so taking the
+    mask from logits resampled first (the reference code) gives the same result.
+    """
+    full_h, full_w = mask.shape[-2:]
+    if (full_h, full_w) == (height, width):
+        return mask
+    step_h, step_w = full_h // height, full_w // width
+    if step_h * height != full_h or step_w * width != full_w or step_h != step_w:
+        raise ValueError(
+            f"cannot resample a {full_h}x{full_w} mask to {height}x{width}: the factor must be "
+            "the same integer on both axes (input sizes must be multiples of 32)"
+        )
+    return mask[..., ::step_h, ::step_w]
+
+
+class MaskPyramid:
+    """The mask of one exit, served at any conv's output resolution.
+
+    Built once per stage call from the 1/4-resolution mask; holds no module state, so the
+    model itself stays stateless between forwards.
+    """
+
+    def __init__(self, mask: Tensor) -> None:
+        if mask.dim() != 4 or mask.shape[1] != 1:
+            raise ValueError(f"mask must be N x 1 x H x W, got {tuple(mask.shape)}")
+        self.mask = mask
+        self._cache: dict[tuple[int, int], Tensor] = {}
+
+    def at(self, height: int, width: int) -> Tensor:
+        key = (height, width)
+        if key not in self._cache:
+            self._cache[key] = resample_mask(self.mask, height, width)
+        return self._cache[key]
+
+
+def square_distances(window: int) -> Tensor:
+    """Squared pixel distances from the window centre; the centre itself is set far away."""
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"fill window must be a positive odd number, got {window}")
+    offsets = torch.arange(window, dtype=torch.float32) - window // 2
+    dist = offsets[:, None] ** 2 + offsets[None, :] ** 2
+    dist[window // 2, window // 2] = _CENTRE_DISTANCE
+    return dist
+
+
+class MaskFill(nn.Module):
+    """RBF interpolation of skipped pixels from computed neighbours (SPEC.md section 4).
+
+    Its own module so quantizers can keep it in float (TOOLCHAIN.md, QAT section).
+    K(d) = exp(-Lambda^2 d^2) over a window x window grid, centre 0, normalised by the fixed
+    sum of the weights + 1e-5, zero padding, no renormalisation by the mask.
+    """
+
+    def __init__(self, window: int = DEFAULT_FILL_WINDOW, init_lambda: float = DEFAULT_LAMBDA):
+        super().__init__()
+        self.window = window
+        self.Lambda = nn.Parameter(torch.tensor(float(init_lambda)))
+        self.register_buffer("square_dist", square_distances(window), persistent=False)
+
+    def kernel(self) -> Tensor:
+        weights = torch.exp(-(self.Lambda**2) * self.square_dist)
+        return weights / (weights.sum() + FILL_EPS)
+
+    def forward(self, y: Tensor, mask: Tensor) -> Tensor:
+        kept = y * mask
+        channels = y.shape[1]
+        kernel = self.kernel().expand(channels, 1, self.window, self.window)
+        filled = F.conv2d(kept, kernel, padding=self.window // 2, groups=channels)
+        return kept + filled * (1.0 - mask)
+
+    def extra_repr(self) -> str:
+        return f"window={self.window}"
+
+
+class MaskAware(nn.Module):
+    """Marker: modules whose forward takes (x, masks) with masks a MaskPyramid or None."""
+
+
+class MaskedConv2d(nn.Conv2d, MaskAware):
+    """A conv whose output is computed where the mask is 1 and RBF-filled where it is 0.
+
+    Subclasses nn.Conv2d so the weight keys are the official HRNet ones. Without a mask (CA
+    off, or the plain HRNet) it is an ordinary conv. The mask is applied to the conv output
+    before BN, ReLU and residual adds, which then run on the whole map.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = False,
+        fill_window: int | None = DEFAULT_FILL_WINDOW,
+    ) -> None:
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias
+        )
+        self.fill = MaskFill(fill_window) if fill_window else None
+
+    def forward(self, x: Tensor, masks: MaskPyramid | None = None) -> Tensor:  # type: ignore[override]
+        y = super().forward(x)
+        if masks is None:
+            return y
+        if self.fill is None:
+            raise RuntimeError("this conv was built without a fill (plain HRNet); it takes no mask")
+        return self.fill(y, masks.at(y.shape[-2], y.shape[-1]))
+
+
+class MaskedSequential(nn.Sequential, MaskAware):
+    """nn.Sequential that hands the mask pyramid to the children that take one.
+
+    Keeps the official numeric key layout (`transition1.0.0.weight`, `exit2.1.weight`).
+    """
+
+    def forward(self, x: Tensor, masks: MaskPyramid | None = None) -> Tensor:  # type: ignore[override]
+        for module in self:
+            x = module(x, masks) if isinstance(module, MaskAware) else module(x)
+        return x

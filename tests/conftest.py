@@ -1,0 +1,77 @@
+"""Shared fixtures: small models whose confidences actually vary, and the HRNet key fixture."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from model_zoo import create_model
+from model_zoo.masking import confidence
+
+FIXTURE_KEYS = Path(__file__).resolve().parent / "fixtures" / "hrnet_official_state_dict_keys.json"
+"""Official HRNet segmentation keys, shapes and parameter counts (copied from shared/fixtures)."""
+
+
+@pytest.fixture(scope="session")
+def official_keys() -> dict:
+    return json.loads(FIXTURE_KEYS.read_text())
+
+
+def lively_init(model: nn.Module, seed: int = 0) -> nn.Module:
+    """He-initialise convs so logits are large enough for confidences to spread out.
+
+    The reference init (std 0.001) makes every logit ~0 and every pixel unconfident.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                fan_in = m.weight[0].numel()
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * math.sqrt(2.0 / fan_in))
+                if m.bias is not None:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.5)
+    calibrate_heads(model)
+    return model
+
+
+def calibrate_heads(model, target_std: float = 2.0) -> None:
+    """Scale each exit's class conv so its logits have a similar spread at every exit.
+
+    Without it, residual growth makes the later exits' random logits huge and every pixel
+    confident, which would leave nothing for the later masks to test.
+    """
+    x = torch.randn(1, 3, 64, 128, generator=torch.Generator().manual_seed(7))
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        outputs = model(x, threshold=None)
+        for k, logits in zip(model.config.exit_stages, outputs.logits, strict=True):
+            head = model.head(k)
+            scale = target_std / float(logits.std())
+            head[-1].weight.mul_(scale)
+            head[-1].bias.mul_(scale)
+    model.train(was_training)
+
+
+def median_exit1_confidence(model, x: torch.Tensor) -> float:
+    with torch.no_grad():
+        _, logits = model.run_stage(1, x)
+    return float(confidence(logits).median())
+
+
+@pytest.fixture(scope="session")
+def image() -> torch.Tensor:
+    return torch.randn(2, 3, 64, 128, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="session")
+def adaptive_model(image):
+    """A W18-Small-v2 ADP-C model in eval mode with a threshold that masks about half the map."""
+    model = lively_init(create_model("w18_small_v2", threshold=None)).eval()
+    threshold = median_exit1_confidence(model, image)
+    return model, threshold
