@@ -15,6 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from model_zoo.registry import list_models
 
@@ -159,6 +160,157 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------- train
+def add_train(sub: argparse._SubParsersAction) -> None:
+    from model_zoo.train import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser(
+        "train",
+        help="train an ADP-C model (synthetic scenes or a local Cityscapes folder)",
+        description="Per-exit cross-entropy on carried-over logits, SGD + poly schedule, CA "
+        "active from the first step. Options come from --config YAML and/or flags (flags "
+        "win). Multi-GPU / multi-node: launch with torchrun.",
+    )
+    p.add_argument("--config", help="YAML file with TrainConfig fields")
+    p.add_argument("--model", choices=list_models())
+    p.add_argument("--data", help="'synthetic' (default) or a Cityscapes root folder")
+    p.add_argument("--steps", type=int, help=f"optimizer steps (default {d.steps})")
+    p.add_argument("--batch-size", type=int, help=f"global batch (default {d.batch_size})")
+    p.add_argument("--lr", type=float, help=f"initial learning rate (default {d.lr})")
+    p.add_argument("--crop", help="training crop HEIGHTxWIDTH (default 256x512)")
+    p.add_argument("--data-size", help="synthetic render size HEIGHTxWIDTH (default 256x512)")
+    p.add_argument("--scale", help="random scale range LO,HI (default 0.5,2.0)")
+    p.add_argument("--threshold", type=float, help="CA threshold while training (0.998)")
+    p.add_argument("--no-ca", action="store_true", help="train the EE+RH model (CA off)")
+    p.add_argument("--pretrained", help="local checkpoint to start from (HRNet or ADP-C)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--workers", type=int, help="DataLoader worker processes (default 1)")
+    p.add_argument("--threads", type=int, help="torch CPU threads per process")
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--log-every", type=int)
+    p.add_argument("--out", help="run folder for last.pt and log.jsonl (default runs/train)")
+    p.add_argument("--resume", help="continue exactly from a last.pt written by adpc train")
+    p.add_argument("--stop-at", type=int, help="leave after this step with a checkpoint "
+                   "(the schedule still spans --steps; --resume continues)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_train)
+
+
+def train_config_from_args(args: argparse.Namespace):
+    import yaml
+
+    from model_zoo.train import TrainConfig
+
+    values: dict = {}
+    if args.config:
+        try:
+            with open(args.config) as fh:
+                values = yaml.safe_load(fh) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise UsageError(f"cannot read --config {args.config}: {exc}") from None
+        if not isinstance(values, dict):
+            raise UsageError(f"--config {args.config} must hold a mapping of options")
+    flags = {
+        "model": args.model, "data": args.data, "steps": args.steps,
+        "batch_size": args.batch_size, "lr": args.lr, "threshold": args.threshold,
+        "pretrained": args.pretrained, "seed": args.seed, "workers": args.workers,
+        "threads": args.threads, "checkpoint_every": args.checkpoint_every,
+        "log_every": args.log_every, "out": args.out,
+    }
+    values.update({k: v for k, v in flags.items() if v is not None})
+    if args.crop:
+        values["crop"] = parse_size(args.crop)
+    if args.data_size:
+        values["data_size"] = parse_size(args.data_size)
+    if args.scale:
+        try:
+            lo, hi = (float(v) for v in args.scale.split(","))
+        except ValueError:
+            raise UsageError(f"--scale {args.scale!r} is not LO,HI e.g. 0.5,2.0") from None
+        values["scale"] = (lo, hi)
+    if args.no_ca:
+        values["threshold"] = None
+    if args.quiet:
+        values["progress"] = False
+    return TrainConfig.from_dict(values)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from model_zoo.train import images_per_second, train
+
+    config = train_config_from_args(args)
+    state = train(config, resume=args.resume, stop_at=args.stop_at)
+    last = state.history[-1] if state.history else {}
+    print(f"trained to step {state.step}: loss {last.get('loss')}, exit losses "
+          f"{last.get('exit_loss')}, {images_per_second(state.history):.2f} img/s; "
+          f"checkpoint {config.out}/last.pt")
+    return 0
+
+
+# ---------------------------------------------------------------------------------- eval
+def add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="per-exit mIoU, masked fractions, GFLOPs and the anytime plot",
+        description="Evaluates the same weights with CA off (EE+RH) and at each threshold: "
+        "per-exit mIoU (19 classes, 255 ignored), masked fraction per exit and cumulative "
+        "GFLOPs with the measured fractions (paper accounting, averaged per image).",
+    )
+    p.add_argument("--checkpoint", required=True, help="a checkpoint from adpc train")
+    p.add_argument("--data", default="synthetic", help="'synthetic' or a Cityscapes root")
+    p.add_argument("--split", default="val")
+    p.add_argument("--size", default="256x512", help="evaluation HEIGHTxWIDTH (synthetic)")
+    p.add_argument("--images", type=int, default=100, help="number of images (default 100)")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--thresholds", default=None,
+                   help="comma list of CA thresholds (default: the model's)")
+    p.add_argument("--out", default="runs/eval", help="folder for eval.json and anytime.png")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print the JSON result")
+    p.set_defaults(func=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from model_zoo.data.sources import build_source
+    from model_zoo.data.transforms import eval_transform
+    from model_zoo.evaluate import evaluate, format_report, plot_anytime, report, write_json
+    from model_zoo.registry import load_trained
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    size = parse_size(args.size)
+    model = load_trained(args.checkpoint)
+    if args.thresholds:
+        try:
+            thresholds = [float(v) for v in args.thresholds.split(",") if v.strip()]
+        except ValueError:
+            raise UsageError(f"--thresholds {args.thresholds!r} is not a comma list") from None
+    else:
+        thresholds = [model.config.threshold] if model.config.threshold is not None else []
+    source = build_source(args.data, args.split, size, length=args.images)
+    n = min(args.images, len(source))
+
+    def batches():
+        for start in range(0, n, args.batch_size):
+            stop = min(n, start + args.batch_size)
+            pairs = [eval_transform(*source[i]) for i in range(start, stop)]
+            yield torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+    modes = [None, *thresholds]
+    results = evaluate(model, batches(), modes, size, progress=not args.json)
+    data = report(results, model, size, args.data, n)
+    out = Path(args.out)
+    write_json(data, out / "eval.json")
+    plot_anytime(data, out / "anytime.png")
+    print(json.dumps(data) if args.json else format_report(data))
+    if not args.json:
+        print(f"\nwrote {out / 'eval.json'} and {out / 'anytime.png'}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -168,7 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     add_demo(sub)
+    add_eval(sub)
     add_flops(sub)
+    add_train(sub)
     return parser
 
 

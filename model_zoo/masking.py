@@ -2,7 +2,7 @@
 
 This module is the one definition of the mask rule in PyTorch (SPEC.md section 4). Every other
 part of the model imports it; `edge.host` mirrors the same rule in numpy for the runtime, and a
-test keeps the two bit-identical.
+test keeps the two in agreement.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from edge.atomic import atomic_path
+
 from .adpc import ADPCConfig, ADPCNet
 
 _REGISTRY: dict[str, Callable[..., ADPCConfig]] = {}
@@ -98,8 +100,8 @@ class LoadReport:
     ignored: list[str] = field(default_factory=list)
 
 
-def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """Read a state dict from a local file safely, unwrapping the usual containers."""
+def read_checkpoint(path: str | Path) -> object:
+    """Read a local checkpoint file safely (weights only: tensors and plain containers)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist: pass the path of a local file")
@@ -111,6 +113,12 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             f"cannot read checkpoint {path} ({first[:160]}): the file is corrupt, truncated "
             "or not a weights-only torch checkpoint; re-export it with torch.save(state_dict)"
         ) from None
+    return obj
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """Read a state dict from a local file safely, unwrapping the usual containers."""
+    obj = read_checkpoint(path)
     while isinstance(obj, Mapping) and not _is_state_dict(obj):
         inner = next((obj[k] for k in _WRAPPER_KEYS if k in obj), None)
         if inner is None:
@@ -187,14 +195,32 @@ def load_pretrained(model: ADPCNet, path: str | Path) -> LoadReport:
     return LoadReport(loaded=list(state), initialised=missing, ignored=dropped)
 
 
+def load_trained(path: str | Path) -> ADPCNet:
+    """Rebuild a model from a checkpoint written by `adpc train` (config + weights)."""
+    ckpt = read_checkpoint(path)
+    if not isinstance(ckpt, Mapping) or "model_config" not in ckpt or "model" not in ckpt:
+        raise CheckpointError(
+            f"{path} is not an adpc training checkpoint (no model_config): for HRNet or "
+            "reference weights use create_model(name, pretrained=path)"
+        )
+    try:
+        config = ADPCConfig(**{k: v for k, v in ckpt["model_config"].items()})
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path} has an unusable model_config: {exc}") from None
+    model = ADPCNet(config)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit its own config ({first})") from None
+    return model
+
+
 def save_checkpoint(obj: object, path: str | Path) -> Path:
     """Write atomically: a temp file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-    return path
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
 
 
 __all__ = [
@@ -203,7 +229,9 @@ __all__ = [
     "create_model",
     "list_models",
     "load_pretrained",
+    "load_trained",
     "model_config",
+    "read_checkpoint",
     "read_state_dict",
     "register",
     "save_checkpoint",
