@@ -118,45 +118,45 @@ def format_flops(report: dict) -> str:
 def add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="the default model's anytime profile (FLOPs per exit and one timed forward)",
-        description="Prints the default ADP-C model's cumulative FLOPs per exit and runs it "
-        "once on a frame in PyTorch, reporting per-exit latency and masked fractions.",
+        help="the shipped model on the shipped sample frames, exit by exit",
+        description="Runs the shipped ADP-C model (or --checkpoint) on sample frames and "
+        "reports, per exit, cumulative latency, masked fraction, GFLOPs and mIoU; writes a "
+        "panel of every exit's overlay and mask.",
     )
-    p.add_argument("--size", default="256x512", help="frame HEIGHTxWIDTH (default 256x512)")
+    p.add_argument("--checkpoint", help="an adpc train checkpoint (default: the shipped model)")
+    p.add_argument("--frames", default=None,
+                   help="folder of frame_*.png (+ label_*.png); default: the shipped drive")
+    p.add_argument("--threshold", default=None,
+                   help="CA threshold, or 'off' (default: the model's calibrated one)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--out", default="runs/demo", help="folder for exits.png and demo.json")
     p.set_defaults(func=run_demo)
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    import time
-
     import torch
 
-    from model_zoo.adpc import check_input_size
-    from model_zoo.flops import flops_report
-    from model_zoo.registry import create_model
+    from converters.demo import SAMPLES, demo, format_demo, load_frames
+    from model_zoo.registry import create_model, load_trained
 
-    height, width = parse_size(args.size)
-    check_input_size(height, width)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print("ADP-C anytime segmentation, default model w18_small_v2\n")
-    model = create_model(DEFAULT_MODEL).eval()
-    print(format_flops(flops_report(model.config, 1024, 2048, [0.193, 0.384, 0.63])))
-    print("(ADP-C column: the paper's W48 average masked fractions, for illustration)\n")
-    frame = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        model(frame)  # warm-up
-        state, stamps = frame, []
-        start = time.perf_counter()
-        for k in range(1, 5):
-            state, _ = model.run_stage(k, state)
-            stamps.append((time.perf_counter() - start) * 1e3)
-    print(f"eager PyTorch at {height}x{width}, {torch.get_num_threads()} threads, dense stages:")
-    for k, ms in enumerate(stamps, start=1):
-        print(f"  exit {k}: {ms:7.1f} ms cumulative")
-    print("\nNo trained weights ship yet (randomly initialised model): the real demo on the "
-          "shipped model and sample frames comes with the training and runtime issues.")
+    model = load_trained(args.checkpoint) if args.checkpoint else create_model(
+        DEFAULT_MODEL, pretrained=True
+    )
+    threshold = model.config.threshold
+    if args.threshold is not None:
+        if args.threshold == "off":
+            threshold = None
+        else:
+            try:
+                threshold = float(args.threshold)
+            except ValueError:
+                raise UsageError(f"--threshold {args.threshold!r}: a number or 'off'") from None
+    frames = load_frames(Path(args.frames) if args.frames else SAMPLES)
+    report = demo(model, frames, threshold, Path(args.out))
+    print(format_demo(report))
+    print(f"\nwrote {args.out}/exits.png (every exit's overlay and mask) and {args.out}/demo.json")
     return 0
 
 

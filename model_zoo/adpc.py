@@ -9,6 +9,7 @@ the converters export and the runtime drives.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -83,6 +84,15 @@ class ADPCConfig:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+class ExitStep(NamedTuple):
+    """One finished exit while iterating: its carried-over logits and the mask its stage used."""
+
+    exit: int
+    stage: int
+    logits: Tensor
+    mask: Tensor | None
 
 
 class ExitOutputs(NamedTuple):
@@ -213,6 +223,31 @@ class ADPCNet(nn.Module):
         logits = head(concat_branches(xs), masks) if head is not None else None
         return (None if k == NUM_STAGES else xs), logits
 
+    def iter_exits(self, x: Tensor, threshold: float | None) -> Iterator[ExitStep]:
+        """Run the stages one after another, yielding each exit as soon as it is ready.
+
+        The host step between stages: mask from the carried logits (all ones when CA is off),
+        stage k masked by it, carry-over. A caller may stop iterating at any exit.
+        """
+        if threshold is not None and self.config.exits == "none":
+            raise ValueError("the plain HRNet has no early exits: CA needs threshold=None")
+        state: Tensor | list[Tensor] = x
+        carried: Tensor | None = None
+        exit_index = 0
+        for k in range(1, NUM_STAGES + 1):
+            mask = None
+            if carried is not None:
+                if threshold is None:
+                    mask = torch.ones_like(carried[:, :1])
+                else:
+                    mask = compute_mask(carried, threshold)
+            state, raw = self.run_stage(k, state, mask if threshold is not None else None)
+            if raw is None:
+                continue
+            carried = raw if carried is None or mask is None else carry_over(carried, raw, mask)
+            exit_index += 1
+            yield ExitStep(exit_index, k, carried, mask)
+
     # ---------------------------------------------------------------------------- forward
     def forward(
         self, x: Tensor, threshold: float | None | str = "config", pad: bool = False
@@ -230,27 +265,14 @@ class ADPCNet(nn.Module):
             x = F.pad(x, (0, -width % INPUT_MULTIPLE, 0, -height % INPUT_MULTIPLE))
         check_input_size(*x.shape[-2:])
         thr = self.config.threshold if threshold == "config" else threshold
-        if thr is not None and self.config.exits == "none":
-            raise ValueError("the plain HRNet has no early exits: CA needs threshold=None")
-
         logits: list[Tensor] = []
         masks: list[Tensor] = []
         fractions: list[Tensor] = []
-        state: Tensor | list[Tensor] = x
-        carried: Tensor | None = None
-        for k in range(1, NUM_STAGES + 1):
-            mask = None
-            if k > 1 and carried is not None:
-                mask = compute_mask(carried, thr) if thr is not None else torch.ones_like(
-                    carried[:, :1]
-                )
-                masks.append(mask)
-                fractions.append(masked_fraction(mask))
-            state, raw = self.run_stage(k, state, mask if thr is not None else None)
-            if raw is None:
-                continue
-            carried = raw if carried is None or mask is None else carry_over(carried, raw, mask)
-            logits.append(carried)
+        for step in self.iter_exits(x, thr):
+            if step.mask is not None:
+                masks.append(step.mask)
+                fractions.append(masked_fraction(step.mask))
+            logits.append(step.logits)
         if pad:
             out_h, out_w = -(-height // 4), -(-width // 4)
             logits = [t[..., :out_h, :out_w] for t in logits]

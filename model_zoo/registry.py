@@ -20,6 +20,10 @@ from .adpc import ADPCConfig, ADPCNet
 
 _REGISTRY: dict[str, Callable[..., ADPCConfig]] = {}
 
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_WEIGHTS = {"w18_small_v2": "w18_small_v2_synthetic.pt"}
+"""Checkpoints trained by this project's own recipe that ship inside the package."""
+
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be read or does not fit the model."""
@@ -70,17 +74,50 @@ def model_config(name: str = "w18_small_v2", **overrides) -> ADPCConfig:
 def create_model(
     name: str = "w18_small_v2",
     num_classes: int = 19,
-    pretrained: str | Path | None = None,
+    pretrained: bool | str | Path | None = None,
     **overrides,
 ) -> ADPCNet:
-    """Build a registered variant; `pretrained` is a local checkpoint path (never a download).
+    """Build a registered variant.
 
+    pretrained: True loads the checkpoint shipped for this variant (with its calibrated
+    threshold unless `threshold` is given); a path loads a local checkpoint (official HRNet,
+    timm backbone, ADP-C reference, or `adpc train`). Nothing is ever downloaded.
     overrides: exits ("rh" | "ee" | "none"), head_channels, threshold (None = CA off),
     fill_window.
     """
+    if pretrained is True:
+        return load_shipped(name, num_classes=num_classes, **overrides)
     model = ADPCNet(model_config(name, num_classes=num_classes, **overrides))
-    if pretrained is not None:
+    if pretrained:
         load_pretrained(model, pretrained)
+    return model
+
+
+def shipped_weights(name: str) -> Path:
+    if name not in DEFAULT_WEIGHTS:
+        raise CheckpointError(
+            f"no weights ship for {name!r} (shipped: {', '.join(DEFAULT_WEIGHTS)}); train one "
+            "with `adpc train --model {name}` or pass a local checkpoint path"
+        )
+    path = WEIGHTS_DIR / DEFAULT_WEIGHTS[name]
+    if not path.is_file():
+        raise CheckpointError(f"shipped weights {path} are missing: reinstall adpc")
+    return path
+
+
+def load_shipped(name: str = "w18_small_v2", **overrides) -> ADPCNet:
+    """The shipped model, its config (and calibrated threshold) taken from the checkpoint."""
+    model = load_trained(shipped_weights(name))
+    wanted = model_config(name, **overrides)
+    saved = model.config
+    for key in ("num_classes", "exits", "head_channels", "fill_window"):
+        if key in overrides and getattr(wanted, key) != getattr(saved, key):
+            raise CheckpointError(
+                f"the shipped {name} model has {key}={getattr(saved, key)!r}, not "
+                f"{getattr(wanted, key)!r}: train your own with `adpc train`"
+            )
+    if "threshold" in overrides:
+        model.config = ADPCConfig(**{**saved.to_dict(), "threshold": overrides["threshold"]})
     return model
 
 

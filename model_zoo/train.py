@@ -328,7 +328,9 @@ def _plain(values: dict) -> dict:
 
 
 _RESUME_MUST_MATCH = ("model", "num_classes", "head_channels", "threshold", "data", "crop",
-                      "batch_size", "seed", "lr", "steps")
+                      "batch_size", "seed", "lr")
+"""What a resumed run must share with the checkpoint. --steps may change: the poly schedule
+is then recomputed for the new total (exactness holds only when it stays the same)."""
 
 
 def _check_resumable(ckpt: dict, config: TrainConfig) -> None:
