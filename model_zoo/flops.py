@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from edge.flops import stage_macs
+
 from .adpc import NUM_STAGES, ADPCConfig, ADPCNet, ExitOutputs, check_input_size
 from .masking import MaskedConv2d
 
@@ -39,10 +41,7 @@ class StageCost:
     fill_macs: float
 
     def macs(self, computed: float = 1.0) -> float:
-        if not 0.0 <= computed <= 1.0:
-            raise ValueError(f"computed fraction must lie in [0, 1], got {computed}")
-        p = computed
-        return self.fixed_macs + self.masked_macs * p + (1.0 - p) * p * self.fill_macs
+        return stage_macs(self.fixed_macs, self.masked_macs, self.fill_macs, computed)
 
     def gflops(self, computed: float = 1.0) -> float:
         return self.macs(computed) / GIGA
