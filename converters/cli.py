@@ -311,6 +311,40 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------- pack
+def add_pack(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pack",
+        help="package a training run as a small checkpoint + JSON card",
+        description="Keeps the weights and model config (with the calibrated threshold) of a "
+        "training checkpoint and writes a card with the recipe, training summary and an "
+        "evaluation report from adpc eval.",
+    )
+    p.add_argument("--checkpoint", required=True, help="last.pt from adpc train")
+    p.add_argument("--threshold", required=True, help="calibrated CA threshold, or 'off'")
+    p.add_argument("--eval", help="eval.json from adpc eval to include in the card")
+    p.add_argument("--recipe", help="the command line that trained it")
+    p.add_argument("--notes", default="")
+    p.add_argument("--out", required=True, help="output .pt path (the card goes beside it)")
+    p.set_defaults(func=run_pack)
+
+
+def run_pack(args: argparse.Namespace) -> int:
+    from model_zoo.package import package
+
+    threshold = None if args.threshold == "off" else float(args.threshold)
+    evaluation = None
+    if args.eval:
+        try:
+            evaluation = json.loads(Path(args.eval).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UsageError(f"cannot read --eval {args.eval}: {exc}") from None
+    weights, card = package(Path(args.checkpoint), Path(args.out), threshold, evaluation,
+                            args.recipe, args.notes)
+    print(f"wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB) and {card}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -322,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo(sub)
     add_eval(sub)
     add_flops(sub)
+    add_pack(sub)
     add_train(sub)
     return parser
 

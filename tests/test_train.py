@@ -118,3 +118,20 @@ def test_train_cli_errors_are_one_line(tmp_path, capsys):
     assert "multiples of 32" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", str(tmp_path / "none.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_pack_keeps_weights_and_writes_a_card(tmp_path, capsys):
+    train(tiny(tmp_path, steps=1))
+    eval_json = tmp_path / "eval.json"
+    eval_json.write_text(json.dumps({"modes": []}))
+    out = tmp_path / "w" / "m.pt"
+    assert main(["pack", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--threshold",
+                 "0.97", "--eval", str(eval_json), "--recipe", "adpc train ...",
+                 "--out", str(out)]) == 0
+    packed = read_checkpoint(out)
+    assert set(packed) == {"model", "model_config"} and packed["model_config"]["threshold"] == 0.97
+    model = load_trained(out)
+    assert model.config.threshold == 0.97
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["training"]["steps"] == 1 and card["evaluation"] == {"modes": []}
+    assert card["recipe"] == "adpc train ..." and card["train_config"]["crop"] == [64, 128]
