@@ -1,0 +1,155 @@
+"""The stage contract: which module computes what, and the exact tensors between stages.
+
+Stage 1: image -> layer1 features (256 ch at 1/4) and exit-1 logits.
+Stage k = 2..4: the previous stage's branch features + the mask of exit k-1 (N x 1 x H/4 x W/4,
+float 0/1, 1 = compute) -> new branch features (not after the last stage) and raw exit-k logits.
+Confidence, mask and carry-over are host work between stages (edge/host.py): no softmax or
+comparison sits inside a stage graph. Lower-resolution masks are derived inside the stage by
+strided slicing (model_zoo.masking.MaskPyramid).
+
+Every converter exports `StageGraph`s; `build_manifest` describes them for the bundle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from edge.bundle import ClassInfo, InputSpec, Manifest, StageFlops, StageSpec, TensorSpec
+from model_zoo.adpc import NUM_STAGES, ADPCNet, check_input_size
+from model_zoo.data.cityscapes_classes import CLASS_COLORS, CLASS_NAMES
+from model_zoo.data.normalize import IMAGENET_MEAN, IMAGENET_STD
+from model_zoo.flops import GIGA, stage_costs
+
+
+@dataclass(frozen=True)
+class StageIO:
+    """Names and shapes of one stage's inputs and outputs (NCHW)."""
+
+    index: int
+    exit: int | None
+    inputs: tuple[tuple[str, tuple[int, ...]], ...]
+    outputs: tuple[tuple[str, tuple[int, ...]], ...]
+
+
+def branch_shapes(model: ADPCNet, k: int, height: int, width: int, batch: int = 1):
+    """Shapes of the branch features stage k produces (k = 1: the layer1 map)."""
+    h4, w4 = height // 4, width // 4
+    if k == 1:
+        return [(batch, model.config.hrnet.stage1_planes * 4, h4, w4)]
+    widths = model.config.hrnet.stages[k - 2].widths
+    return [(batch, c, h4 >> i, w4 >> i) for i, c in enumerate(widths)]
+
+
+def stage_io(model: ADPCNet, height: int, width: int, batch: int = 1) -> list[StageIO]:
+    """The I/O contract of every stage at one input size."""
+    check_input_size(height, width)
+    h4, w4 = height // 4, width // 4
+    classes = model.config.num_classes
+    logits = ("logits", (batch, classes, h4, w4))
+    out: list[StageIO] = []
+    exits = model.config.exit_stages
+    exit_of = {k: i + 1 for i, k in enumerate(exits)}
+    for k in range(1, NUM_STAGES + 1):
+        if k == 1:
+            inputs: tuple = (("image", (batch, 3, height, width)),)
+        else:
+            prev = branch_shapes(model, k - 1, height, width, batch)
+            inputs = tuple((f"x{i}", s) for i, s in enumerate(prev)) + (
+                ("mask", (batch, 1, h4, w4)),
+            )
+        feats = () if k == NUM_STAGES else tuple(
+            (f"x{i}", s) for i, s in enumerate(branch_shapes(model, k, height, width, batch))
+        )
+        outs = feats + ((logits,) if k in exits else ())
+        out.append(StageIO(k, exit_of.get(k), inputs, outs))
+    return out
+
+
+class StageGraph(nn.Module):
+    """Stage k of a model as a module with flat tensor inputs and a tuple of tensor outputs.
+
+    Inputs: stage 1 `(image,)`; stage k >= 2 `(*branch_features, mask)`.
+    Outputs: `(*branch_features, logits)`; the last stage `(logits,)`.
+    It shares (does not copy) the model's parameters.
+    """
+
+    def __init__(self, model: ADPCNet, k: int, masked: bool = True) -> None:
+        super().__init__()
+        if not 1 <= k <= NUM_STAGES:
+            raise ValueError(f"stage must be 1..{NUM_STAGES}, got {k}")
+        if model.config.exits == "none" and k < NUM_STAGES:
+            raise ValueError("the plain HRNet has no early exits: export it as one graph")
+        self.model = model
+        self.k = k
+        self.masked = masked
+
+    def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
+        if self.k == 1:
+            feats, logits = self.model.run_stage(1, inputs[0])
+        else:
+            mask = inputs[-1] if self.masked else None
+            feats, logits = self.model.run_stage(self.k, list(inputs[:-1]), mask)
+        return (*(feats or []), *((logits,) if logits is not None else ()))
+
+
+def stage_graphs(model: ADPCNet, masked: bool = True) -> list[StageGraph]:
+    """All stages. masked=False drops the fills (exact only when the host passes all-ones
+    masks, i.e. CA off); the mask input stays in the contract either way."""
+    return [StageGraph(model, k, masked) for k in range(1, NUM_STAGES + 1)]
+
+
+def run_stage_chain(
+    graphs: list, image: Tensor, threshold: float | None
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Drive stage graphs with the host step in torch; returns (carried logits, masks).
+
+    `graphs[k-1](*inputs)` may be a StageGraph or anything with the same contract (an
+    exported program's module), so converted stages are checked against the same chain.
+    """
+    from model_zoo.masking import carry_over, compute_mask
+
+    outputs = graphs[0](image)
+    feats, carried = list(outputs[:-1]), outputs[-1]
+    logits, masks = [carried], []
+    for graph in graphs[1:]:
+        if threshold is None:
+            mask = torch.ones_like(carried[:, :1])
+        else:
+            mask = compute_mask(carried, threshold)
+        outputs = graph(*feats, mask)
+        feats, raw = list(outputs[:-1]), outputs[-1]
+        carried = carry_over(carried, raw, mask)
+        logits.append(carried)
+        masks.append(mask)
+    return logits, masks
+
+
+def build_manifest(model: ADPCNet, height: int, width: int) -> Manifest:
+    """The bundle manifest for a model's stages at one input size (files added by writers)."""
+    costs = stage_costs(model.config, height, width)
+    specs = []
+    for io, cost in zip(stage_io(model, height, width), costs, strict=True):
+        specs.append(StageSpec(
+            index=io.index,
+            exit=io.exit,
+            inputs=tuple(TensorSpec(n, s) for n, s in io.inputs),
+            outputs=tuple(TensorSpec(n, s) for n, s in io.outputs),
+            flops=StageFlops(cost.fixed_macs / GIGA, cost.masked_macs / GIGA,
+                             cost.fill_macs / GIGA),
+        ))
+    k = model.config.num_classes
+    names = CLASS_NAMES if k == len(CLASS_NAMES) else tuple(f"class{i}" for i in range(k))
+    colors = CLASS_COLORS if k == len(CLASS_COLORS) else tuple(
+        ((37 * i) % 256, (91 * i) % 256, (151 * i) % 256) for i in range(k)
+    )
+    return Manifest(
+        model=model.config.backbone,
+        model_config=model.config.to_dict(),
+        classes=tuple(ClassInfo(i, n, tuple(c)) for i, (n, c) in enumerate(zip(names, colors, strict=True))),
+        input=InputSpec(height, width, IMAGENET_MEAN, IMAGENET_STD),
+        threshold=model.config.threshold,
+        stages=tuple(specs),
+    )
