@@ -145,10 +145,13 @@ def build_manifest(model: ADPCNet, height: int, width: int) -> Manifest:
     colors = CLASS_COLORS if k == len(CLASS_COLORS) else tuple(
         ((37 * i) % 256, (91 * i) % 256, (151 * i) % 256) for i in range(k)
     )
+    classes = tuple(
+        ClassInfo(i, n, tuple(c)) for i, (n, c) in enumerate(zip(names, colors, strict=True))
+    )
     return Manifest(
         model=model.config.backbone,
         model_config=model.config.to_dict(),
-        classes=tuple(ClassInfo(i, n, tuple(c)) for i, (n, c) in enumerate(zip(names, colors, strict=True))),
+        classes=classes,
         input=InputSpec(height, width, IMAGENET_MEAN, IMAGENET_STD),
         threshold=model.config.threshold,
         stages=tuple(specs),
