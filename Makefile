@@ -10,7 +10,7 @@ STAMP := $(VENV)/.adpc-installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,executorch,video]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -33,10 +33,11 @@ def confidence(logits: Tensor) -> Tensor:
 def compute_mask(logits: Tensor, threshold: float) -> Tensor:
     """1.0 where the pixel must still be computed (confidence <= threshold), else 0.0.
 
-    Equality computes. The mask is a hard decision: no gradient flows through it.
+    Equality computes. The mask is a hard decision: no gradient flows through it (the
+    detach suffices; a `no_grad` block would export as a higher-order op that quantizers and
+    lowering passes do not look into).
     """
-    with torch.no_grad():
-        return (confidence(logits.detach()) <= threshold).to(logits.dtype)
+    return (confidence(logits.detach()) <= threshold).to(logits.dtype)
 
 
 def carry_over(previous: Tensor, new: Tensor, mask: Tensor) -> Tensor:
@@ -79,10 +80,12 @@ class MaskPyramid:
         if mask.dim() != 4 or mask.shape[1] != 1:
             raise ValueError(f"mask must be N x 1 x H x W, got {tuple(mask.shape)}")
         self.mask = mask
-        self._cache: dict[tuple[int, int], Tensor] = {}
+        self._cache: dict[tuple[str, str], Tensor] = {}
 
     def at(self, height: int, width: int) -> Tensor:
-        key = (height, width)
+        # str: under torch.export with dynamic H/W the sizes are SymInts, which do not hash;
+        # their printed form is stable within one trace (a miss only costs one extra slice).
+        key = (str(height), str(width))
         if key not in self._cache:
             self._cache[key] = resample_mask(self.mask, height, width)
         return self._cache[key]
