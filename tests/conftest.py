@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 from pathlib import Path
@@ -75,3 +76,14 @@ def adaptive_model(image):
     model = lively_init(create_model("w18_small_v2", threshold=None)).eval()
     threshold = median_exit1_confidence(model, image)
     return model, threshold
+
+
+def imported_top_level(path: Path) -> set[str]:
+    """Top-level package names a source file imports (absolute imports only)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import math
 import sys
 import threading
@@ -10,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import imported_top_level
 
 from edge.budget import (
     BatteryGovernor,
@@ -346,17 +346,6 @@ def test_charging_nan_or_negative_is_refused():
     with pytest.raises(BudgetError, match="actual_ms"):
         e.charge(-1.0, 1.0)
     assert e.spent_mj == 0.0
-
-
-def imported_top_level(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names
 
 
 def test_budget_module_imports_only_the_standard_library():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import os
 import sys
 import threading
@@ -10,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import imported_top_level
 
 from edge.power import (
     GENERIC_PHONE,
@@ -432,12 +432,6 @@ def test_battery_capacity(tmp_path):
 
 
 def test_power_module_imports_only_the_standard_library():
-    tree = ast.parse((Path(__file__).parents[1] / "edge" / "power.py").read_text())
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
+    names = imported_top_level(Path(__file__).parents[1] / "edge" / "power.py")
     assert names, "the parser found no imports at all"
     assert names <= set(sys.stdlib_module_names) | {"__future__"}
