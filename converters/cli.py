@@ -37,6 +37,19 @@ def parse_size(text: str) -> tuple[int, int]:
     return height, width
 
 
+def parse_threshold(text: str, flag: str = "--threshold") -> float | None:
+    """'off' -> None (CA off), else a confidence threshold in [0, 1]."""
+    if text == "off":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: a number or 'off'") from None
+    if not 0.0 <= value <= 1.0:
+        raise UsageError(f"{flag} {text!r} must lie in [0, 1] (or be 'off')")
+    return value
+
+
 def parse_fractions(text: str) -> list[float]:
     """'0.193,0.384,0.63' -> masked fractions after exits 1..3."""
     try:
@@ -146,13 +159,7 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     threshold = model.config.threshold
     if args.threshold is not None:
-        if args.threshold == "off":
-            threshold = None
-        else:
-            try:
-                threshold = float(args.threshold)
-            except ValueError:
-                raise UsageError(f"--threshold {args.threshold!r}: a number or 'off'") from None
+        threshold = parse_threshold(args.threshold)
     frames = load_frames(Path(args.frames) if args.frames else SAMPLES)
     report = demo(model, frames, threshold, Path(args.out))
     print(format_demo(report))
@@ -332,7 +339,7 @@ def add_pack(sub: argparse._SubParsersAction) -> None:
 def run_pack(args: argparse.Namespace) -> int:
     from model_zoo.package import package
 
-    threshold = None if args.threshold == "off" else float(args.threshold)
+    threshold = parse_threshold(args.threshold)
     evaluation = None
     if args.eval:
         try:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from edge.atomic import write_text
+from edge.sources import SAMPLE_DRIVE
 from edge.viz import mask_view, overlay, palette_lut, panel, save_png
 from model_zoo.adpc import ADPCNet, check_input_size
 from model_zoo.data.cityscapes_classes import CLASS_COLORS
@@ -25,7 +26,7 @@ from model_zoo.data.normalize import normalize
 from model_zoo.evaluate import confusion, iou_per_class, mean_iou
 from model_zoo.flops import exit_gflops, stage_costs
 
-SAMPLES = Path(__file__).resolve().parents[1] / "edge" / "samples" / "drive"
+SAMPLES = SAMPLE_DRIVE
 
 
 @dataclass
