@@ -200,6 +200,9 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", help="continue exactly from a last.pt written by adpc train")
     p.add_argument("--stop-at", type=int, help="leave after this step with a checkpoint "
                    "(the schedule still spans --steps; --resume continues)")
+    p.add_argument("--qat", action="store_true",
+                   help="int8 quantization-aware fine-tuning of --pretrained (default: the "
+                   "shipped model); writes qat.pt for `adpc eval` and `adpc convert`")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
 
@@ -240,6 +243,15 @@ def train_config_from_args(args: argparse.Namespace):
         values["threshold"] = None
     if args.quiet:
         values["progress"] = False
+    if args.qat:
+        values["qat"] = True
+    if values.get("qat") and not values.get("pretrained"):
+        from model_zoo.registry import DEFAULT_WEIGHTS, WEIGHTS_DIR
+
+        name = values.get("model", "w18_small_v2")
+        if name not in DEFAULT_WEIGHTS:
+            raise UsageError(f"--qat needs --pretrained for {name} (no shipped weights)")
+        values["pretrained"] = str(WEIGHTS_DIR / DEFAULT_WEIGHTS[name])
     return TrainConfig.from_dict(values)
 
 
@@ -252,6 +264,8 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"trained to step {state.step}: loss {last.get('loss')}, exit losses "
           f"{last.get('exit_loss')}, {images_per_second(state.history):.2f} img/s; "
           f"checkpoint {config.out}/last.pt")
+    if config.qat and state.step == config.steps:
+        print(f"QAT model (fake-quant, for eval and convert): {config.out}/qat.pt")
     return 0
 
 
@@ -264,7 +278,8 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
         "per-exit mIoU (19 classes, 255 ignored), masked fraction per exit and cumulative "
         "GFLOPs with the measured fractions (paper accounting, averaged per image).",
     )
-    p.add_argument("--checkpoint", required=True, help="a checkpoint from adpc train")
+    p.add_argument("--checkpoint", required=True,
+                   help="a checkpoint from adpc train (last.pt, or qat.pt: fake-quant int8)")
     p.add_argument("--data", default="synthetic", help="'synthetic' or a Cityscapes root")
     p.add_argument("--split", default="val")
     p.add_argument("--size", default="256x512", help="evaluation HEIGHTxWIDTH (synthetic)")
@@ -284,12 +299,12 @@ def run_eval(args: argparse.Namespace) -> int:
     from model_zoo.data.sources import build_source
     from model_zoo.data.transforms import eval_transform
     from model_zoo.evaluate import evaluate, format_report, plot_anytime, report, write_json
-    from model_zoo.registry import load_trained
+    from model_zoo.registry import load_any
 
     if args.threads:
         torch.set_num_threads(args.threads)
     size = parse_size(args.size)
-    model = load_trained(args.checkpoint)
+    model = load_any(args.checkpoint)
     if args.thresholds:
         try:
             thresholds = [float(v) for v in args.thresholds.split(",") if v.strip()]

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from edge.bundle import ClassInfo, InputSpec, Manifest, StageFlops, StageSpec, TensorSpec
-from model_zoo.adpc import NUM_STAGES, ADPCNet, check_input_size
+from model_zoo.adpc import NUM_STAGES, ADPCConfig, ADPCNet, check_input_size, state_shapes
 from model_zoo.data.cityscapes_classes import CLASS_COLORS, CLASS_NAMES
 from model_zoo.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 from model_zoo.flops import GIGA, stage_costs
+from model_zoo.stage_graph import FlatStageChain, StageGraph
 
 
 @dataclass(frozen=True)
@@ -34,65 +34,29 @@ class StageIO:
     outputs: tuple[tuple[str, tuple[int, ...]], ...]
 
 
-def branch_shapes(model: ADPCNet, k: int, height: int, width: int, batch: int = 1):
-    """Shapes of the branch features stage k produces (k = 1: the layer1 map)."""
-    h4, w4 = height // 4, width // 4
-    if k == 1:
-        return [(batch, model.config.hrnet.stage1_planes * 4, h4, w4)]
-    widths = model.config.hrnet.stages[k - 2].widths
-    return [(batch, c, h4 >> i, w4 >> i) for i, c in enumerate(widths)]
-
-
-def stage_io(model: ADPCNet, height: int, width: int, batch: int = 1) -> list[StageIO]:
+def stage_io(config: ADPCConfig, height: int, width: int, batch: int = 1) -> list[StageIO]:
     """The I/O contract of every stage at one input size."""
     check_input_size(height, width)
     h4, w4 = height // 4, width // 4
-    classes = model.config.num_classes
+    classes = config.num_classes
     logits = ("logits", (batch, classes, h4, w4))
     out: list[StageIO] = []
-    exits = model.config.exit_stages
+    exits = config.exit_stages
     exit_of = {k: i + 1 for i, k in enumerate(exits)}
     for k in range(1, NUM_STAGES + 1):
         if k == 1:
             inputs: tuple = (("image", (batch, 3, height, width)),)
         else:
-            prev = branch_shapes(model, k - 1, height, width, batch)
+            prev = state_shapes(config, k - 1, height, width, batch)
             inputs = tuple((f"x{i}", s) for i, s in enumerate(prev)) + (
                 ("mask", (batch, 1, h4, w4)),
             )
         feats = () if k == NUM_STAGES else tuple(
-            (f"x{i}", s) for i, s in enumerate(branch_shapes(model, k, height, width, batch))
+            (f"x{i}", s) for i, s in enumerate(state_shapes(config, k, height, width, batch))
         )
         outs = feats + ((logits,) if k in exits else ())
         out.append(StageIO(k, exit_of.get(k), inputs, outs))
     return out
-
-
-class StageGraph(nn.Module):
-    """Stage k of a model as a module with flat tensor inputs and a tuple of tensor outputs.
-
-    Inputs: stage 1 `(image,)`; stage k >= 2 `(*branch_features, mask)`.
-    Outputs: `(*branch_features, logits)`; the last stage `(logits,)`.
-    It shares (does not copy) the model's parameters.
-    """
-
-    def __init__(self, model: ADPCNet, k: int, masked: bool = True) -> None:
-        super().__init__()
-        if not 1 <= k <= NUM_STAGES:
-            raise ValueError(f"stage must be 1..{NUM_STAGES}, got {k}")
-        if model.config.exits == "none" and k < NUM_STAGES:
-            raise ValueError("the plain HRNet has no early exits: export it as one graph")
-        self.model = model
-        self.k = k
-        self.masked = masked
-
-    def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
-        if self.k == 1:
-            feats, logits = self.model.run_stage(1, inputs[0])
-        else:
-            mask = inputs[-1] if self.masked else None
-            feats, logits = self.model.run_stage(self.k, list(inputs[:-1]), mask)
-        return (*(feats or []), *((logits,) if logits is not None else ()))
 
 
 def stage_graphs(model: ADPCNet, masked: bool = True) -> list[StageGraph]:
@@ -102,36 +66,22 @@ def stage_graphs(model: ADPCNet, masked: bool = True) -> list[StageGraph]:
 
 
 def run_stage_chain(
-    graphs: list, image: Tensor, threshold: float | None
+    graphs: list, image: Tensor, threshold: float | None, config: ADPCConfig
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Drive stage graphs with the host step in torch; returns (carried logits, masks).
 
     `graphs[k-1](*inputs)` may be a StageGraph or anything with the same contract (an
     exported program's module), so converted stages are checked against the same chain.
     """
-    from model_zoo.masking import carry_over, compute_mask
-
-    outputs = graphs[0](image)
-    feats, carried = list(outputs[:-1]), outputs[-1]
-    logits, masks = [carried], []
-    for graph in graphs[1:]:
-        if threshold is None:
-            mask = torch.ones_like(carried[:, :1])
-        else:
-            mask = compute_mask(carried, threshold)
-        outputs = graph(*feats, mask)
-        feats, raw = list(outputs[:-1]), outputs[-1]
-        carried = carry_over(carried, raw, mask)
-        logits.append(carried)
-        masks.append(mask)
-    return logits, masks
+    out = FlatStageChain(graphs, config)(image, threshold)
+    return list(out.logits), list(out.masks)
 
 
 def build_manifest(model: ADPCNet, height: int, width: int) -> Manifest:
     """The bundle manifest for a model's stages at one input size (files added by writers)."""
     costs = stage_costs(model.config, height, width)
     specs = []
-    for io, cost in zip(stage_io(model, height, width), costs, strict=True):
+    for io, cost in zip(stage_io(model.config, height, width), costs, strict=True):
         specs.append(StageSpec(
             index=io.index,
             exit=io.exit,

@@ -71,6 +71,15 @@ class StageSpec:
 
 
 @dataclass(frozen=True)
+class MethodIO:
+    """A file's own I/O of one stage where it differs from the stage contract (int8 inputs with
+    their scale / zero point, fp16, NHWC): the runtime converts at the boundary."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+
+@dataclass(frozen=True)
 class FileEntry:
     path: str  # relative to the bundle folder
     sha256: str
@@ -78,6 +87,7 @@ class FileEntry:
     backend: str
     precision: str
     methods: tuple[str, ...] = ()  # stage entry points inside the file (e.g. "stage1")
+    io: Mapping[str, MethodIO] = field(default_factory=dict)  # method -> its own I/O
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,7 @@ class Manifest:
     stages: tuple[StageSpec, ...]
     files: tuple[FileEntry, ...] = ()
     cost_tables: Mapping = field(default_factory=dict)  # device name -> measured table
+    provenance: Mapping = field(default_factory=dict)  # checkpoint, sha256, quantized_from
     schema_version: int = SCHEMA_VERSION
     format: str = FORMAT
 
@@ -209,8 +220,12 @@ def manifest_from_dict(data: Mapping, source: str = MANIFEST) -> Manifest:
     costs = data.get("cost_tables", {})
     if not isinstance(costs, Mapping):
         raise r.fail("cost_tables", "must be an object")
+    provenance = data.get("provenance", {})
+    if not isinstance(provenance, Mapping):
+        raise r.fail("provenance", "must be an object")
     return Manifest(model=model, model_config=dict(config), classes=classes, input=spec,
-                    threshold=threshold, stages=stages, files=files, cost_tables=dict(costs))
+                    threshold=threshold, stages=stages, files=files, cost_tables=dict(costs),
+                    provenance=dict(provenance))
 
 
 def _class(r: _Reader, c, where: str) -> ClassInfo:
@@ -289,11 +304,21 @@ def _file(r: _Reader, f, where: str) -> FileEntry:
         raise r.fail(f"{where}.sha256", "must be 64 lowercase hex digits")
     methods = tuple(r.string(m, f"{where}.methods")
                     for m in r.array(f.get("methods", []), f"{where}.methods"))
+    raw_io = f.get("io", {})
+    if not isinstance(raw_io, Mapping):
+        raise r.fail(f"{where}.io", "must be an object")
+    io = {}
+    for method, spec in raw_io.items():
+        at = f"{where}.io.{method}"
+        io[method] = MethodIO(*(
+            tuple(_tensor(r, t, f"{at}.{side}[{i}]")
+                  for i, t in enumerate(r.array(r.get(spec, side, at), f"{at}.{side}")))
+            for side in ("inputs", "outputs")))
     return FileEntry(
         path=path, sha256=digest, bytes=r.integer(r.get(f, "bytes", where), f"{where}.bytes", 0),
         backend=r.string(r.get(f, "backend", where), f"{where}.backend", BACKENDS),
         precision=r.string(r.get(f, "precision", where), f"{where}.precision", PRECISIONS),
-        methods=methods,
+        methods=methods, io=io,
     )
 
 
@@ -343,6 +368,7 @@ class BundleFile:
     backend: str
     precision: str
     methods: tuple[str, ...] = ()
+    io: Mapping[str, MethodIO] = field(default_factory=dict)
 
 
 def write_bundle(folder: str | Path, manifest: Manifest, files: Mapping[str, BundleFile]) -> Path:
@@ -362,7 +388,8 @@ def write_bundle(folder: str | Path, manifest: Manifest, files: Mapping[str, Bun
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(item.source, target)
             entries.append(FileEntry(rel, sha256_of(target), target.stat().st_size,
-                                     item.backend, item.precision, tuple(item.methods)))
+                                     item.backend, item.precision, tuple(item.methods),
+                                     dict(item.io)))
         final = Manifest(**{**manifest.__dict__, "files": tuple(entries)})
         manifest_from_dict(final.to_dict(), "manifest to write")  # never write a bad one
         (tmp / MANIFEST).write_text(json.dumps(final.to_dict(), indent=1))

@@ -118,7 +118,93 @@ def check_input_size(height: int, width: int) -> None:
         )
 
 
-class ADPCNet(nn.Module):
+class AnytimeChain:
+    """The anytime forward over stages: the one definition of how exits chain.
+
+    Mixed into every stage-wise model (the float ADPCNet, the quantized stage graphs): a
+    subclass provides `config` (an ADPCConfig) and `run_stage(k, state, mask)` with
+    ADPCNet.run_stage's contract, where mask=None means CA off.
+    """
+
+    config: ADPCConfig
+
+    def run_stage(
+        self, k: int, state: Tensor | list[Tensor], mask: Tensor | None = None
+    ) -> tuple[list[Tensor] | None, Tensor | None]:
+        raise NotImplementedError
+
+    def iter_exits(self, x: Tensor, threshold: float | None) -> Iterator[ExitStep]:
+        """Run the stages one after another, yielding each exit as soon as it is ready.
+
+        The host step between stages: mask from the carried logits (all ones when CA is off),
+        stage k masked by it, carry-over. A caller may stop iterating at any exit.
+        """
+        if threshold is not None and self.config.exits == "none":
+            raise ValueError("the plain HRNet has no early exits: CA needs threshold=None")
+        state: Tensor | list[Tensor] = x
+        carried: Tensor | None = None
+        exit_index = 0
+        for k in range(1, NUM_STAGES + 1):
+            mask = None
+            if carried is not None:
+                if threshold is None:
+                    mask = torch.ones_like(carried[:, :1])
+                else:
+                    mask = compute_mask(carried, threshold)
+            state, raw = self.run_stage(k, state, mask if threshold is not None else None)
+            if raw is None:
+                continue
+            carried = raw if carried is None or mask is None else carry_over(carried, raw, mask)
+            exit_index += 1
+            yield ExitStep(exit_index, k, carried, mask)
+
+    # ---------------------------------------------------------------------------- forward
+    def forward(
+        self, x: Tensor, threshold: float | None | str = "config", pad: bool = False
+    ) -> ExitOutputs:
+        """Every exit's carried-over logits, plus masks and masked fractions.
+
+        threshold: "config" uses the model's; None switches CA off (the EE+RH model from the
+        same weights); a float overrides it. pad=True pads the input bottom/right to a multiple
+        of 32 and crops the outputs back to ceil(H/4) x ceil(W/4).
+        """
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise InputSizeError(f"expected an N x 3 x H x W image batch, got {tuple(x.shape)}")
+        height, width = x.shape[-2:]
+        if pad:
+            x = F.pad(x, (0, -width % INPUT_MULTIPLE, 0, -height % INPUT_MULTIPLE))
+        check_input_size(*x.shape[-2:])
+        thr = self.config.threshold if threshold == "config" else threshold
+        logits: list[Tensor] = []
+        masks: list[Tensor] = []
+        fractions: list[Tensor] = []
+        for step in self.iter_exits(x, thr):
+            if step.mask is not None:
+                masks.append(step.mask)
+                fractions.append(masked_fraction(step.mask))
+            logits.append(step.logits)
+        if pad:
+            out_h, out_w = -(-height // 4), -(-width // 4)
+            logits = [t[..., :out_h, :out_w] for t in logits]
+            masks = [t[..., :out_h, :out_w] for t in masks]
+        return ExitOutputs(logits, masks, fractions)
+
+
+def state_shapes(
+    config: ADPCConfig, k: int, height: int, width: int, batch: int = 1
+) -> list[tuple[int, int, int, int]]:
+    """Shapes of the branch features stage k hands on (k = 1: the layer1 map), from the config."""
+    check_input_size(height, width)
+    h4, w4 = height // 4, width // 4
+    if k == 1:
+        return [(batch, config.hrnet.stage1_planes * 4, h4, w4)]
+    if not 2 <= k < NUM_STAGES:
+        raise ValueError(f"stages 1..{NUM_STAGES - 1} hand on features, got {k}")
+    widths = config.hrnet.stages[k - 2].widths
+    return [(batch, c, h4 >> i, w4 >> i) for i, c in enumerate(widths)]
+
+
+class ADPCNet(AnytimeChain, nn.Module):
     """HRNet with early exits and confidence adaptivity; also the EE+RH and plain HRNet.
 
     Module attributes are assigned in the reference code's order so state-dict keys and their
@@ -222,59 +308,3 @@ class ADPCNet(nn.Module):
         head = self.head(k)
         logits = head(concat_branches(xs), masks) if head is not None else None
         return (None if k == NUM_STAGES else xs), logits
-
-    def iter_exits(self, x: Tensor, threshold: float | None) -> Iterator[ExitStep]:
-        """Run the stages one after another, yielding each exit as soon as it is ready.
-
-        The host step between stages: mask from the carried logits (all ones when CA is off),
-        stage k masked by it, carry-over. A caller may stop iterating at any exit.
-        """
-        if threshold is not None and self.config.exits == "none":
-            raise ValueError("the plain HRNet has no early exits: CA needs threshold=None")
-        state: Tensor | list[Tensor] = x
-        carried: Tensor | None = None
-        exit_index = 0
-        for k in range(1, NUM_STAGES + 1):
-            mask = None
-            if carried is not None:
-                if threshold is None:
-                    mask = torch.ones_like(carried[:, :1])
-                else:
-                    mask = compute_mask(carried, threshold)
-            state, raw = self.run_stage(k, state, mask if threshold is not None else None)
-            if raw is None:
-                continue
-            carried = raw if carried is None or mask is None else carry_over(carried, raw, mask)
-            exit_index += 1
-            yield ExitStep(exit_index, k, carried, mask)
-
-    # ---------------------------------------------------------------------------- forward
-    def forward(
-        self, x: Tensor, threshold: float | None | str = "config", pad: bool = False
-    ) -> ExitOutputs:
-        """Every exit's carried-over logits, plus masks and masked fractions.
-
-        threshold: "config" uses the model's; None switches CA off (the EE+RH model from the
-        same weights); a float overrides it. pad=True pads the input bottom/right to a multiple
-        of 32 and crops the outputs back to ceil(H/4) x ceil(W/4).
-        """
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise InputSizeError(f"expected an N x 3 x H x W image batch, got {tuple(x.shape)}")
-        height, width = x.shape[-2:]
-        if pad:
-            x = F.pad(x, (0, -width % INPUT_MULTIPLE, 0, -height % INPUT_MULTIPLE))
-        check_input_size(*x.shape[-2:])
-        thr = self.config.threshold if threshold == "config" else threshold
-        logits: list[Tensor] = []
-        masks: list[Tensor] = []
-        fractions: list[Tensor] = []
-        for step in self.iter_exits(x, thr):
-            if step.mask is not None:
-                masks.append(step.mask)
-                fractions.append(masked_fraction(step.mask))
-            logits.append(step.logits)
-        if pad:
-            out_h, out_w = -(-height // 4), -(-width // 4)
-            logits = [t[..., :out_h, :out_w] for t in logits]
-            masks = [t[..., :out_h, :out_w] for t in masks]
-        return ExitOutputs(logits, masks, fractions)

@@ -17,7 +17,6 @@ DEFAULT_THRESHOLD = 0.998
 DEFAULT_FILL_WINDOW = 7
 DEFAULT_LAMBDA = 3.0
 FILL_EPS = 1e-5
-_CENTRE_DISTANCE = 1e5  # makes the centre weight exp(-L^2 * 1e5) == 0 exactly in float32
 
 
 def confidence(logits: Tensor) -> Tensor:
@@ -91,39 +90,48 @@ class MaskPyramid:
         return self._cache[key]
 
 
-def square_distances(window: int) -> Tensor:
-    """Squared pixel distances from the window centre; the centre itself is set far away."""
-    if window < 1 or window % 2 == 0:
-        raise ValueError(f"fill window must be a positive odd number, got {window}")
-    offsets = torch.arange(window, dtype=torch.float32) - window // 2
-    dist = offsets[:, None] ** 2 + offsets[None, :] ** 2
-    dist[window // 2, window // 2] = _CENTRE_DISTANCE
-    return dist
-
-
 class MaskFill(nn.Module):
     """RBF interpolation of skipped pixels from computed neighbours (SPEC.md section 4).
 
     Its own module so quantizers can keep it in float (TOOLCHAIN.md, QAT section).
     K(d) = exp(-Lambda^2 d^2) over a window x window grid, centre 0, normalised by the fixed
     sum of the weights + 1e-5, zero padding, no renormalisation by the mask.
+
+    Computed separably: exp(-L^2 (dx^2 + dy^2)) = g(dx) g(dy), and the centre tap may be
+    included because the filled pixels are exactly those where `y * mask` is 0. That equals the
+    2-D kernel to float rounding and runs 4-5x faster in XNNPACK than a 7x7 depthwise conv.
     """
 
     def __init__(self, window: int = DEFAULT_FILL_WINDOW, init_lambda: float = DEFAULT_LAMBDA):
         super().__init__()
+        if window < 1 or window % 2 == 0:
+            raise ValueError(f"fill window must be a positive odd number, got {window}")
         self.window = window
         self.Lambda = nn.Parameter(torch.tensor(float(init_lambda)))
-        self.register_buffer("square_dist", square_distances(window), persistent=False)
+        offsets = torch.arange(window, dtype=torch.float32) - window // 2
+        self.register_buffer("square_offsets", offsets**2, persistent=False)
+
+    def taps(self) -> tuple[Tensor, Tensor]:
+        """The 1-D kernel g and the normaliser Z = sum of the 2-D weights without the centre."""
+        g = torch.exp(-(self.Lambda**2) * self.square_offsets)
+        return g, g.sum() ** 2 - 1.0 + FILL_EPS
 
     def kernel(self) -> Tensor:
-        weights = torch.exp(-(self.Lambda**2) * self.square_dist)
-        return weights / (weights.sum() + FILL_EPS)
+        """The equivalent 2-D kernel (centre 0), for reference and FLOPs."""
+        g, norm = self.taps()
+        weights = g[:, None] * g[None, :]
+        centre = self.window // 2
+        return weights.index_put((torch.tensor(centre), torch.tensor(centre)),
+                                 torch.tensor(0.0)) / norm
 
     def forward(self, y: Tensor, mask: Tensor) -> Tensor:
         kept = y * mask
-        channels = y.shape[1]
-        kernel = self.kernel().expand(channels, 1, self.window, self.window)
-        filled = F.conv2d(kept, kernel, padding=self.window // 2, groups=channels)
+        channels, pad = y.shape[1], self.window // 2
+        g, norm = self.taps()
+        rows = (g / norm).reshape(1, 1, 1, self.window).repeat(channels, 1, 1, 1)
+        cols = g.reshape(1, 1, self.window, 1).repeat(channels, 1, 1, 1)
+        filled = F.conv2d(kept, rows, padding=(0, pad), groups=channels)
+        filled = F.conv2d(filled, cols, padding=(pad, 0), groups=channels)
         return kept + filled * (1.0 - mask)
 
     def extra_repr(self) -> str:

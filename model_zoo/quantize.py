@@ -1,9 +1,16 @@
-"""Quantization-aware training of the whole ADP-C forward (torchao pt2e QAT, XNNPACK quantizer).
+"""Stage-wise int8 quantization (torchao pt2e, XNNPACK quantizer): QAT, PTQ and convert.
 
-One QAT model is meant to feed ExecuTorch, TFLite and Core ML (TOOLCHAIN.md, "QAT of masked
-convolutions"). The flow: `prepare_qat` (torch.export of `ADPCNet.forward` in train mode with
-CA active, then `prepare_qat_pt2e`) -> train with `train.anytime_loss` -> `freeze` to evaluate
-in fake-quant -> `convert` (twice: folded Q/DQ for ExecuTorch / Core ML, unfolded for LiteRT).
+The unit of quantization is the stage graph of the stage contract (BLUEPRINT.md): each of the
+four stages is exported and prepared on its own, and `QuantizedADPC` chains them with the host
+step in float between them, exactly like `ADPCNet.forward` (both mix in `AnytimeChain`). So one
+QAT model feeds ExecuTorch, TFLite and Core ML stage by stage, the threshold is a run-time
+choice (the mask rule runs on the host, never inside a graph), and what converters export is
+literally what was trained.
+
+The flow: `prepare_qat` (export each stage in train mode, `prepare_qat_pt2e`) -> train with
+`train.anytime_loss` like any module (`.train()` / `.eval()` switch BN and the observers) ->
+`convert` (twice: folded Q/DQ for ExecuTorch / Core ML, unfolded for LiteRT). Without a QAT
+model, `prepare_ptq` + `calibrate` give post-training quantization of a float model.
 
 What the quantizer annotates, and what is kept float on purpose:
 
@@ -12,75 +19,61 @@ What the quantizer annotates, and what is kept float on purpose:
   plain convs, since their BN follows the fill), residual adds, the concat of the branches.
   Activations are observed where those ops read or write them; avg-pool and bilinear upsampling
   run in float between them.
-- `MaskFill` stays float (`set_module_type(MaskFill, None)`): with a per-tensor int8 distance
-  table (centre 1e5) every distance rounds to 0, the kernel collapses to a flat box, Lambda's
-  gradient is 0 and all three backends fail. The masked conv's *output* is still observed (it
-  is the int8 conv's output); the fill then runs in float on its dequantised value, so neither
-  the depthwise fill conv nor its kernel generator carries a fake-quant.
-- The mask rule stays float by a node filter: without it the quantizer's `mul` pattern catches
-  `1.0 / sum(exp(...))` (which traces as `reciprocal(s) * 1.0`) and quantises the confidence
-  per tensor to steps of ~1/255 right before the `<= threshold` comparison, which would make a
-  0.998 threshold meaningless. Everything between a `detach` (the logits entering
-  `compute_mask`) and a comparison is excluded. The other mask arithmetic (`1 - m`, `y * m`,
-  the mask slices, `where` of the carry-over, masked fractions) is either inside `MaskFill` or
-  an op no pattern covers; `prepare_qat` checks the result and raises if a fake-quant ever
-  lands inside these float islands.
+- `MaskFill` stays float (`set_module_type(MaskFill, None)`): with a per-tensor int8 fill
+  kernel every weight rounds to one step, the RBF collapses to a flat box, Lambda's gradient is
+  0 and all three backends fail (TOOLCHAIN.md). The masked conv's *output* is still observed
+  (it is the int8 conv's output); the fill then runs in float on its dequantised value.
+- The mask is a float graph input (0/1) that only slices and fills read; confidence, the
+  comparison and carry-over are host work outside every graph.
 
 Shapes: the batch is always dynamic (a QAT graph exported at one batch fails a guard when
 re-exported at batch 1). H and W are dynamic multiples of 32 by default, so a model trained at
-one crop evaluates at another size; pass `dynamic_hw=False` for a fixed-size graph.
+one crop evaluates at another size; pass `dynamic_hw=False` for fixed-size graphs.
 
-The threshold is baked into the graph at `prepare_qat` time (from `model.config`): to train or
-evaluate at another threshold (or, with a fixed-size graph, at another size), prepare a graph
-for it and `restore_qat` the saved state into it. Checkpoints hold the state only, never the
-graph (weights-only loading cannot read code): `load_qat` re-exports, which takes as long as
-`prepare_qat` (tens of seconds for W18-Small-v2 on one CPU thread).
+Checkpoints hold the state only, never the graphs (weights-only loading cannot read code):
+`load_qat` re-exports, which takes as long as `prepare_qat` (tens of seconds on one thread).
 """
 
 from __future__ import annotations
 
 import copy
-import weakref
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import Tensor
-from torch.fx import Graph, GraphModule, Node
+from torch import Tensor, nn
+from torch.fx import GraphModule, Node
 
-from .adpc import INPUT_MULTIPLE, ADPCConfig, ADPCNet
+from .adpc import (
+    INPUT_MULTIPLE,
+    NUM_STAGES,
+    ADPCConfig,
+    ADPCNet,
+    AnytimeChain,
+    check_input_size,
+    state_shapes,
+)
 from .masking import MaskFill
 from .registry import CheckpointError, read_checkpoint, save_checkpoint
+from .stage_graph import StageGraph, run_flat_stage, stage_examples
 
 if TYPE_CHECKING:
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
     from torchao.quantization.pt2e.quantizer import QuantizationConfig
 
 QAT_FORMAT = "adpc-qat"
-QAT_VERSION = 1
+QAT_VERSION = 2
+MODES = ("qat", "ptq", "int8")
 EXPORT_BATCH = 2
 """Example batch for export: 0 and 1 would be specialised and the batch could not stay dynamic."""
 SCALE_FLOOR = 2**-12
 """Smallest quantisation scale (the XNNPACK quantizer's eps), in training and in convert."""
 MAX_BATCH = 1024
 MAX_SIDE = 2048
-"""Largest H and W of a dynamic-size QAT graph (full Cityscapes frames are 1024 x 2048)."""
-_META_KEY = "adpc_qat"
-_TRAINING_ATTR = "_exported_training"  # torchao's flag for the train/eval form of the graph
-_COMPARISONS = {
-    torch.ops.aten.le.Scalar, torch.ops.aten.le.Tensor, torch.ops.aten.lt.Scalar,
-    torch.ops.aten.lt.Tensor, torch.ops.aten.ge.Scalar, torch.ops.aten.ge.Tensor,
-    torch.ops.aten.gt.Scalar, torch.ops.aten.gt.Tensor, torch.ops.aten.eq.Scalar,
-    torch.ops.aten.eq.Tensor,
-}  # fmt: skip
-_MASK_RULE_SOURCES = {
-    torch.ops.aten.detach.default, torch.ops.aten.detach_.default,  # compute_mask's input
-    torch.ops.aten.ones_like.default, torch.ops.aten.zeros_like.default,  # CA off: all-ones
-    torch.ops.aten.full_like.default, torch.ops.aten.empty_like.default,
-}  # fmt: skip
-"""Where the walk back from a comparison stops: the value no longer carries network data."""
+"""Largest H and W of a dynamic-size graph (full Cityscapes frames are 1024 x 2048)."""
 _CONVS = {torch.ops.aten.conv2d.default, torch.ops.aten.convolution.default}
+_SLICES = {torch.ops.aten.slice.Tensor, torch.ops.aten.alias.default}
 
 
 def _require() -> None:
@@ -90,50 +83,12 @@ def _require() -> None:
         import torchao.quantization.pt2e  # noqa: F401
     except ImportError as exc:
         raise ImportError(
-            f"quantization-aware training needs torchao and executorch ({exc}): "
+            f"int8 quantization needs torchao and executorch ({exc}): "
             "pip install 'adpc[executorch]'"
         ) from None
 
 
 # ------------------------------------------------------------------------- float islands
-_MASK_RULE_CACHE: weakref.WeakKeyDictionary[Graph, tuple[int, frozenset[Node]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def mask_rule_nodes(graph: Graph) -> frozenset[Node]:
-    """The ops computing confidence and masks: every ancestor of a comparison up to a detach.
-
-    `compute_mask` detaches the logits first (with CA off the mask is a `ones_like`), so the
-    walk stops there and never reaches the network itself. The comparisons are the mask's
-    `<=` and the carry-over's `mask > 0`.
-    """
-    region: set[Node] = set()
-    stack = [n for n in graph.nodes if n.op == "call_function" and n.target in _COMPARISONS]
-    while stack:
-        node = stack.pop()
-        if node in region or node.op != "call_function":
-            continue
-        region.add(node)
-        if node.target not in _MASK_RULE_SOURCES:
-            stack.extend(node.all_input_nodes)
-    return frozenset(region)
-
-
-def _cached_mask_rule_nodes(graph: Graph) -> frozenset[Node]:
-    size = len(graph.nodes)
-    cached = _MASK_RULE_CACHE.get(graph)
-    if cached is None or cached[0] != size:  # the graph changed: recompute
-        cached = (size, mask_rule_nodes(graph))
-        _MASK_RULE_CACHE[graph] = cached
-    return cached[1]
-
-
-def _outside_mask_rule(node: Node) -> bool:
-    """Quantizer filter: True where the node may be annotated."""
-    return node not in _cached_mask_rule_nodes(node.graph)
-
-
 def in_mask_fill(node: Node) -> bool:
     """Whether the node was traced inside a MaskFill module."""
     name = f"{MaskFill.__module__}.{MaskFill.__qualname__}"
@@ -141,6 +96,21 @@ def in_mask_fill(node: Node) -> bool:
         if module_type is MaskFill or module_type == name:
             return True
     return False
+
+
+def mask_nodes(gm: GraphModule) -> frozenset[Node]:
+    """The mask input and its strided slices (a stage's last input, from stage 2 on)."""
+    inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(inputs) < 2:
+        return frozenset()
+    region, stack = set(), [inputs[-1]]
+    while stack:
+        node = stack.pop()
+        if node in region:
+            continue
+        region.add(node)
+        stack.extend(u for u in node.users if u.op == "call_function" and u.target in _SLICES)
+    return frozenset(region)
 
 
 def is_fake_quant(node: Node) -> bool:
@@ -154,27 +124,25 @@ def is_fake_quant(node: Node) -> bool:
 
 
 def float_island_violations(gm: GraphModule) -> list[str]:
-    """Fake-quants inside the fills or the mask rule (should be none; one line each).
+    """Fake-quants inside the fills or on the mask (should be none; one line each).
 
-    A fake-quant may observe a network activation that enters an island (the masked conv's
-    output, the exit logits), but must never observe a value computed inside one, nor a weight
-    or constant that an island reads (the fill's Lambda and distance table).
+    A fake-quant may observe the masked conv's output entering a fill, but never a value
+    computed inside one, the fill's Lambda, or the mask.
     """
-    islands = mask_rule_nodes(gm.graph) | {n for n in gm.graph.nodes if in_mask_fill(n)}
+    islands = mask_nodes(gm) | {n for n in gm.graph.nodes if in_mask_fill(n)}
     problems = []
     for node in gm.graph.nodes:
         if not is_fake_quant(node):
             continue
         source = node.args[0]
-        readers = [u for u in node.users if u in islands]
         if source in islands:
-            problems.append(f"{node.target} observes {source.name}, computed in a float island")
-        elif readers and (source.op != "call_function" or source.target in _COMPARISONS):
-            problems.append(f"{node.target} quantises {source.name}, read by {readers[0].name}")
+            problems.append(f"{node.target} observes {source.name}, a float fill or mask value")
+        elif source.op != "call_function" and any(u in islands for u in node.users):
+            problems.append(f"{node.target} quantises {source.name}, read by a fill")
     return problems
 
 
-# ------------------------------------------------------------------------------ the flow
+# ------------------------------------------------------------------------------ quantizer
 def _matching_fake_quant(config: QuantizationConfig) -> QuantizationConfig:
     """Swap the fused fake-quants for ones whose scales are the ones `convert` will use.
 
@@ -202,7 +170,7 @@ def _matching_fake_quant(config: QuantizationConfig) -> QuantizationConfig:
 
 
 def make_quantizer(is_qat: bool = True) -> XNNPACKQuantizer:
-    """XNNPACK int8: symmetric per-channel weights; the fills and the mask rule stay float.
+    """XNNPACK int8: symmetric per-channel weights; the fills stay float.
 
     is_qat=False gives the PTQ variant (histogram observers, for `prepare_pt2e` calibration).
     """
@@ -218,106 +186,182 @@ def make_quantizer(is_qat: bool = True) -> XNNPACKQuantizer:
     quantizer = XNNPACKQuantizer()
     quantizer.set_global(config)
     quantizer.set_module_type(MaskFill, None)  # set_module_name(..., None) asserts
-    quantizer.set_filter_function(_outside_mask_rule)
     return quantizer
 
 
-def _dynamic_shapes(dynamic_hw: bool) -> dict[str, dict[int, Any]]:
+
+# ---------------------------------------------------------------------------- the model
+class QuantizedADPC(AnytimeChain, nn.Module):
+    """The four quantized stage graphs of an ADP-C model, chained like `ADPCNet.forward`.
+
+    mode: "qat" (fake-quant, trainable), "ptq" (observers, calibrated by `calibrate`) or
+    "int8" (from `convert`: Q/DQ graphs, the parity reference for exported programs).
+    `.train()` / `.eval()` switch BN between batch and running statistics and turn the
+    observers on and off (eval alone would leave them running, TOOLCHAIN.md QAT step 3).
+    """
+
+    def __init__(
+        self,
+        graphs: Sequence[GraphModule],
+        config: ADPCConfig,
+        height: int,
+        width: int,
+        dynamic_hw: bool,
+        mode: str,
+    ) -> None:
+        super().__init__()
+        if len(graphs) != NUM_STAGES or mode not in MODES:
+            raise ValueError(f"need {NUM_STAGES} stage graphs and a mode in {MODES}")
+        self.graphs = nn.ModuleList(graphs)
+        self.config = config
+        self.height, self.width, self.dynamic_hw, self.mode = height, width, dynamic_hw, mode
+        self.training = False
+
+    def run_stage(
+        self, k: int, state: Tensor | list[Tensor], mask: Tensor | None = None
+    ) -> tuple[list[Tensor] | None, Tensor | None]:
+        return run_flat_stage(self.graphs[k - 1], k, state, mask)
+
+    def train(self, mode: bool = True) -> QuantizedADPC:
+        _require()
+        from torchao.quantization.pt2e import (
+            disable_observer,
+            enable_observer,
+            move_exported_model_to_eval,
+            move_exported_model_to_train,
+        )
+
+        for graph in self.graphs:
+            (move_exported_model_to_train if mode else move_exported_model_to_eval)(graph)
+            graph.apply(enable_observer if mode and self.mode == "qat" else disable_observer)
+        self.training = mode
+        return self
+
+    def stage_graph(self, k: int) -> GraphModule:
+        return self.graphs[k - 1]
+
+
+def _dynamic_shapes(config: ADPCConfig, k: int, dynamic_hw: bool) -> dict[str, tuple]:
+    """Dynamic dims of stage k's inputs: batch, and H/W as multiples of 32 (tied across maps)."""
     from torch.export import Dim
 
-    dims: dict[int, Any] = {0: Dim("batch", min=1, max=MAX_BATCH)}
-    if dynamic_hw:
-        blocks = MAX_SIDE // INPUT_MULTIPLE
-        dims[2] = INPUT_MULTIPLE * Dim("h_blocks", min=1, max=blocks)
-        dims[3] = INPUT_MULTIPLE * Dim("w_blocks", min=1, max=blocks)
-    return {"x": dims}
+    batch = Dim("batch", min=1, max=MAX_BATCH)
+    blocks = MAX_SIDE // INPUT_MULTIPLE
+    hb, wb = Dim("h_blocks", min=1, max=blocks), Dim("w_blocks", min=1, max=blocks)
+
+    def dims(factor: int) -> dict[int, Any]:
+        return {0: batch, 2: factor * hb, 3: factor * wb} if dynamic_hw else {0: batch}
+
+    if k == 1:
+        return {"inputs": (dims(INPUT_MULTIPLE),)}
+    n_branches = len(state_shapes(config, k - 1, INPUT_MULTIPLE * 2, INPUT_MULTIPLE * 2))
+    quarter = INPUT_MULTIPLE // 4
+    return {"inputs": (*(dims(quarter >> i) for i in range(n_branches)), dims(quarter))}
+
+
+def _prepare(
+    model: ADPCNet, height: int, width: int, dynamic_hw: bool, qat: bool
+) -> QuantizedADPC:
+    _require()
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e, prepare_qat_pt2e
+
+    check_input_size(height, width)
+    if dynamic_hw and max(height, width) > MAX_SIDE:
+        raise ValueError(f"dynamic-size graphs take sides up to {MAX_SIDE}, got {height}x{width}")
+    if dynamic_hw and min(height, width) < 2 * INPUT_MULTIPLE:
+        raise ValueError(f"dynamic-size graphs need an example of at least {2 * INPUT_MULTIPLE} "
+                         f"px per side (smaller sizes specialise), got {height}x{width}")
+    if model.config.exits == "none":
+        raise ValueError("the plain HRNet has no stages to quantize separately")
+    float_model = copy.deepcopy(model).train(qat)
+    device = next(float_model.parameters()).device
+    quantizer = make_quantizer(is_qat=qat)
+    graphs = []
+    for k in range(1, NUM_STAGES + 1):
+        example = tuple(t.to(device) for t in stage_examples(
+            model.config, k, height, width, EXPORT_BATCH))
+        exported = torch.export.export(
+            StageGraph(float_model, k), example,
+            dynamic_shapes=_dynamic_shapes(model.config, k, dynamic_hw),
+        )
+        gm = (prepare_qat_pt2e if qat else prepare_pt2e)(exported.module(), quantizer)
+        problems = float_island_violations(gm)
+        if problems:
+            raise RuntimeError(f"the quantizer put {len(problems)} fake-quant(s) into the float "
+                               f"fills / mask of stage {k}, first: {problems[0]}")
+        graphs.append(gm)
+    q = QuantizedADPC(graphs, model.config, height, width, dynamic_hw, "qat" if qat else "ptq")
+    return q.train(qat)
 
 
 def prepare_qat(
     model: ADPCNet, height: int, width: int, dynamic_hw: bool = True
-) -> GraphModule:
-    """Export the full forward (train mode, CA at `model.config.threshold`) and insert QAT.
+) -> QuantizedADPC:
+    """Export every stage in train mode and insert QAT fake-quants; returns a training model.
 
-    The model is copied first: the returned graph owns its weights and training it leaves
-    `model` untouched. Call it like the model, `gm(x)` -> ExitOutputs, and train it with
-    `anytime_loss`; use `freeze` / `thaw` instead of `.eval()` / `.train()`.
-    height, width: the training size (the export example; with dynamic_hw any multiple of 32
-    up to MAX_SIDE also runs).
+    The model is copied first: training the result leaves `model` untouched. Call it like the
+    model, `q(x)` -> ExitOutputs, and train it with `anytime_loss`. height, width: the
+    training size (the export example; with dynamic_hw any multiple of 32 up to MAX_SIDE runs).
     """
-    _require()
-    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
-
-    if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE or min(height, width) <= 0:
-        raise ValueError(f"height and width must be multiples of {INPUT_MULTIPLE}, got "
-                         f"{height}x{width}")
-    if dynamic_hw and max(height, width) > MAX_SIDE:
-        raise ValueError(f"dynamic-size QAT graphs take sides up to {MAX_SIDE}, got "
-                         f"{height}x{width}")
-    float_model = copy.deepcopy(model).train()
-    device = next(float_model.parameters()).device
-    example = torch.zeros(EXPORT_BATCH, 3, height, width, device=device)
-    exported = torch.export.export(
-        float_model, (example,), dynamic_shapes=_dynamic_shapes(dynamic_hw)
-    )
-    graph_module = exported.module()
-    escaped = [n for n in mask_rule_nodes(graph_module.graph) if n.target in _CONVS]
-    if escaped:  # the walk from a comparison did not stop at the detach: the model changed
-        raise RuntimeError(f"the mask rule reaches {escaped[0].name}: compute_mask must detach "
-                           "its logits so the quantizer can tell the mask rule from the network")
-    gm = prepare_qat_pt2e(graph_module, make_quantizer(is_qat=True))
-    problems = float_island_violations(gm)
-    if problems:
-        raise RuntimeError(f"the quantizer put {len(problems)} fake-quant(s) into the float "
-                           f"fills / mask rule, first: {problems[0]}")
-    gm.meta[_META_KEY] = {
-        "model_config": model.config.to_dict(), "height": height, "width": width,
-        "dynamic_hw": dynamic_hw,
-    }
-    return gm
+    return _prepare(model, height, width, dynamic_hw, qat=True)
 
 
-def freeze(gm: GraphModule) -> GraphModule:
-    """Evaluation form, in place: BN uses running stats and observers stop updating.
-
-    `move_exported_model_to_eval` alone leaves observers running (TOOLCHAIN.md, QAT step 3),
-    so every evaluation batch would still move the quantisation ranges.
-    """
-    _require()
-    from torchao.quantization.pt2e import disable_observer, move_exported_model_to_eval
-
-    move_exported_model_to_eval(gm)
-    gm.apply(disable_observer)
-    return gm
+def prepare_ptq(
+    model: ADPCNet, height: int, width: int, dynamic_hw: bool = False
+) -> QuantizedADPC:
+    """Export every stage in eval mode with PTQ observers; `calibrate` it, then `convert`."""
+    return _prepare(model, height, width, dynamic_hw, qat=False)
 
 
-def thaw(gm: GraphModule) -> GraphModule:
-    """Back to the training form after `freeze`, in place: batch BN stats, observers on."""
-    _require()
-    from torchao.quantization.pt2e import enable_observer, move_exported_model_to_train
+def calibrate(
+    q: QuantizedADPC, images: Iterable[Tensor], threshold: float | None | str = "config"
+) -> QuantizedADPC:
+    """Run images through the chain with observers on (eval-mode BN); leaves them off."""
+    from torchao.quantization.pt2e import disable_observer, enable_observer
 
-    move_exported_model_to_train(gm)
-    gm.apply(enable_observer)
-    return gm
+    q.eval()
+    for graph in q.graphs:
+        graph.apply(enable_observer)
+    try:
+        with torch.no_grad():
+            for batch in images:
+                q(batch, threshold=threshold)
+    finally:
+        for graph in q.graphs:
+            graph.apply(disable_observer)
+    return q
 
 
-def is_training(gm: GraphModule) -> bool:
-    """Whether the graph is in its training form (batch-statistics BN)."""
-    return bool(getattr(gm, _TRAINING_ATTR, True))
+def freeze(q: QuantizedADPC) -> QuantizedADPC:
+    """Evaluation form, in place (same as `q.eval()`): running BN stats, observers off."""
+    return q.eval()
 
 
-def convert(gm: GraphModule, fold_quantize: bool = True) -> GraphModule:
-    """The int8 Q/DQ graph of a frozen copy; `gm` itself stays trainable.
+def thaw(q: QuantizedADPC) -> QuantizedADPC:
+    """Training form, in place (same as `q.train()`): batch BN stats, QAT observers on."""
+    return q.train()
+
+
+def is_training(q: QuantizedADPC) -> bool:
+    return bool(q.training)
+
+
+def convert(q: QuantizedADPC, fold_quantize: bool = True) -> QuantizedADPC:
+    """The int8 Q/DQ stage graphs of a frozen copy; `q` itself stays as it is.
 
     fold_quantize=True (weights stored as int8) feeds ExecuTorch and Core ML; False (float
-    weights followed by Q/DQ) is what LiteRT's converter wants. Use the converted graph, not
+    weights followed by Q/DQ) is what LiteRT's converter wants. Use the converted model, not
     the fake-quant one, as the parity reference for exported programs: convert folds BN into
     the stem / layer1 / exit-1 weights before quantising them, which moves a few roundings.
     """
     _require()
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
-    frozen = freeze(copy.deepcopy(gm))
-    return convert_pt2e(frozen, fold_quantize=fold_quantize)
+    if q.mode == "int8":
+        raise ValueError("this model is already converted")
+    frozen = copy.deepcopy(q).eval()
+    graphs = [convert_pt2e(g, fold_quantize=fold_quantize) for g in frozen.graphs]
+    return QuantizedADPC(graphs, q.config, q.height, q.width, q.dynamic_hw, "int8").eval()
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -339,39 +383,28 @@ def _check_plain(value: object, where: str = "extra") -> None:
                      "and lists/dicts of them can be loaded with weights_only=True")
 
 
-def save_qat(
-    path: str | Path,
-    gm: GraphModule,
-    model_config: ADPCConfig,
-    height: int,
-    width: int,
-    extra: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write a QAT checkpoint atomically: enough to rebuild the graph, plus its state.
+def save_qat(path: str | Path, q: QuantizedADPC, extra: Mapping[str, Any] | None = None) -> Path:
+    """Write a QAT / PTQ checkpoint atomically: enough to rebuild the graphs, plus their state.
 
-    The graph itself is not pickled (weights-only loading cannot read code); `load_qat`
-    re-exports ADPCNet(model_config) at height x width and loads the state into it.
+    The graphs themselves are not pickled (weights-only loading cannot read code); `load_qat`
+    re-exports ADPCNet(config) at the stored size and loads the state into it.
     """
-    meta = gm.meta.get(_META_KEY)
-    if meta is None:
-        raise ValueError("not a graph from prepare_qat (no adpc_qat metadata)")
-    given = {"model_config": model_config.to_dict(), "height": height, "width": width}
-    for key, value in given.items():
-        if meta[key] != value:
-            raise ValueError(f"save_qat: {key}={value!r} differs from the graph's "
-                             f"{meta[key]!r} (prepare_qat was called with that)")
+    if not isinstance(q, QuantizedADPC) or q.mode == "int8":
+        raise ValueError("save_qat takes a model from prepare_qat or prepare_ptq (convert "
+                         "again after loading instead of saving an int8 graph)")
     extra = dict(extra or {})
     _check_plain(extra)
     payload = {
         "format": QAT_FORMAT,
         "version": QAT_VERSION,
+        "mode": q.mode,
         "model_config": {k: list(v) if isinstance(v, tuple) else v
-                         for k, v in meta["model_config"].items()},
-        "height": height,
-        "width": width,
-        "dynamic_hw": bool(meta["dynamic_hw"]),
-        "training": is_training(gm),
-        "state": gm.state_dict(),
+                         for k, v in q.config.to_dict().items()},
+        "height": q.height,
+        "width": q.width,
+        "dynamic_hw": bool(q.dynamic_hw),
+        "training": is_training(q),
+        "state": q.state_dict(),
         "extra": extra,
     }
     return save_checkpoint(payload, path)
@@ -394,71 +427,74 @@ def read_qat(path: str | Path) -> dict[str, Any]:
     if ckpt.get("version") != QAT_VERSION:
         raise CheckpointError(f"{path} is QAT checkpoint version {ckpt.get('version')!r}; this "
                               f"adpc reads version {QAT_VERSION}")
-    missing = [k for k in ("model_config", "height", "width", "dynamic_hw", "training", "state")
+    missing = [k for k in ("mode", "model_config", "height", "width", "dynamic_hw",
+                                  "training", "state")
                if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}: the file is incomplete")
+    if ckpt["mode"] not in ("qat", "ptq"):
+        raise CheckpointError(f"{path}: mode must be qat or ptq, got {ckpt['mode']!r}")
     if not isinstance(ckpt["model_config"], Mapping) or not isinstance(ckpt["state"], Mapping):
         raise CheckpointError(f"{path}: model_config and state must be dictionaries")
     return dict(ckpt)
 
 
 def restore_qat(
-    gm: GraphModule, ckpt: Mapping[str, Any], path: str | Path = "checkpoint"
-) -> GraphModule:
-    """Load a `read_qat` state into a graph from `prepare_qat`, in place, mode included.
+    q: QuantizedADPC, ckpt: Mapping[str, Any], path: str | Path = "checkpoint"
+) -> QuantizedADPC:
+    """Load a `read_qat` state into a model from `prepare_qat`, in place, mode included.
 
-    The graph may have been prepared at another size or threshold (that is how to evaluate a
-    static-size QAT model elsewhere); the weight-shaping config must match.
+    The model may have been prepared at another size (that is how to evaluate a static-size
+    model elsewhere); the weight-shaping config and the mode must match.
     """
-    _require()
-    from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
-
-    meta = gm.meta.get(_META_KEY)
-    if meta is not None:
-        saved, mine = ckpt["model_config"], meta["model_config"]
-        for key in _STRUCTURE:
-            if saved.get(key) != mine.get(key):
-                raise CheckpointError(f"{path} holds a model with {key}={saved.get(key)!r}; "
-                                      f"this graph has {key}={mine.get(key)!r}")
-    own, theirs = set(gm.state_dict()), set(ckpt["state"])
-    if own != theirs:  # checked before the mode changes: a failed restore leaves gm as it was
+    saved, mine = ckpt["model_config"], q.config.to_dict()
+    for key in _STRUCTURE:
+        if saved.get(key) != mine.get(key):
+            raise CheckpointError(f"{path} holds a model with {key}={saved.get(key)!r}; "
+                                  f"this one has {key}={mine.get(key)!r}")
+    if ckpt["mode"] != q.mode:
+        raise CheckpointError(f"{path} holds a {ckpt['mode']} model; this one is {q.mode}")
+    own, theirs = set(q.state_dict()), set(ckpt["state"])
+    if own != theirs:  # checked before the mode changes: a failed restore leaves q as it was
         odd = sorted(own - theirs)[:1] or sorted(theirs - own)[:1]
-        raise CheckpointError(f"{path}: the QAT state does not fit the graph ({len(own - theirs)} "
-                              f"key(s) missing, {len(theirs - own)} unexpected, e.g. {odd[0]!r})")
-    if ckpt["training"]:
-        move_exported_model_to_train(gm)
-    else:
-        move_exported_model_to_eval(gm)
+        raise CheckpointError(f"{path}: the QAT state does not fit the graphs ({len(own - theirs)}"
+                              f" key(s) missing, {len(theirs - own)} unexpected, e.g. {odd[0]!r})")
     try:
-        gm.load_state_dict(ckpt["state"], strict=True)
+        q.load_state_dict(ckpt["state"], strict=True)
     except (RuntimeError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path}: the QAT state does not fit the graph "
+        raise CheckpointError(f"{path}: the QAT state does not fit the graphs "
                               f"({_first_line(exc)})") from None
-    return gm
+    return q.train(bool(ckpt["training"]))
 
 
-def load_qat(path: str | Path) -> GraphModule:
-    """Rebuild a QAT graph from `save_qat`; it evaluates bit-identically to the saved one.
+def load_qat(path: str | Path, threshold: float | None | str = "saved") -> QuantizedADPC:
+    """Rebuild a model from `save_qat`; it evaluates bit-identically to the saved one.
 
-    Re-exports ADPCNet(model_config) at the stored size (tens of seconds, like prepare_qat)
-    and restores the state. The mode travels with it: a frozen graph comes back frozen (the
-    observer switches are part of the state), a training one in training form. Bad files raise
-    a one-line CheckpointError.
+    Re-exports ADPCNet(config) at the stored size (tens of seconds, like prepare_qat) and
+    restores the state and the train/eval form. threshold overrides the stored CA threshold
+    (it is host work, so any value works without re-exporting). Bad files raise a one-line
+    CheckpointError.
     """
     ckpt = read_qat(path)
     try:
-        config = ADPCConfig(**dict(ckpt["model_config"]))
+        values = dict(ckpt["model_config"])
+        if threshold != "saved":
+            values["threshold"] = threshold
+        config = ADPCConfig(**{k: tuple(v) if isinstance(v, list) else v
+                               for k, v in values.items()})
         height, width = int(ckpt["height"]), int(ckpt["width"])
-        gm = prepare_qat(ADPCNet(config), height, width, dynamic_hw=bool(ckpt["dynamic_hw"]))
+        q = _prepare(ADPCNet(config), height, width, bool(ckpt["dynamic_hw"]),
+                     qat=ckpt["mode"] == "qat")
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} has an unusable model_config or size: "
                               f"{_first_line(exc)}") from None
-    return restore_qat(gm, ckpt, path)
+    return restore_qat(q, ckpt, path)
 
 
 __all__ = [
     "QAT_FORMAT",
+    "QuantizedADPC",
+    "calibrate",
     "convert",
     "float_island_violations",
     "freeze",
@@ -467,7 +503,8 @@ __all__ = [
     "is_training",
     "load_qat",
     "make_quantizer",
-    "mask_rule_nodes",
+    "mask_nodes",
+    "prepare_ptq",
     "prepare_qat",
     "read_qat",
     "restore_qat",

@@ -253,6 +253,16 @@ def load_trained(path: str | Path) -> ADPCNet:
     return model
 
 
+def load_any(path: str | Path):
+    """A float model (`adpc train`'s last.pt, a packed model) or a QAT model (qat.pt)."""
+    ckpt = read_checkpoint(path)
+    if isinstance(ckpt, Mapping) and ckpt.get("format") == "adpc-qat":
+        from .quantize import load_qat  # lazy: quantize imports this module
+
+        return load_qat(path).eval()
+    return load_trained(path)
+
+
 def save_checkpoint(obj: object, path: str | Path) -> Path:
     """Write atomically: a temp file in the same folder, then rename."""
     with atomic_path(path) as tmp:
@@ -262,6 +272,7 @@ def save_checkpoint(obj: object, path: str | Path) -> Path:
 
 __all__ = [
     "CheckpointError",
+    "load_any",
     "LoadReport",
     "create_model",
     "list_models",

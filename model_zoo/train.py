@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,6 +32,9 @@ from .registry import (
     read_checkpoint,
     save_checkpoint,
 )
+
+if TYPE_CHECKING:
+    from .quantize import QuantizedADPC
 
 CITYSCAPES_CLASS_WEIGHTS = (
     0.8373, 0.918, 0.866, 1.0345, 1.0166, 0.9969, 0.9754, 1.0489, 0.8786, 1.0023,
@@ -68,6 +72,7 @@ class TrainConfig:
     log_every: int = 10
     out: str = "runs/train"
     progress: bool = True
+    qat: bool = False  # fine-tune `pretrained` with int8 QAT (model_zoo.quantize)
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -88,6 +93,9 @@ class TrainConfig:
             raise ValueError(f"crop {self.crop[0]}x{self.crop[1]} must be multiples of 32")
         if self.class_weights not in ("cityscapes", "none"):
             raise ValueError("class_weights must be 'cityscapes' or 'none'")
+        if self.qat and not self.pretrained:
+            raise ValueError("QAT fine-tunes a trained float model: pass pretrained (the "
+                             "shipped model or an `adpc train` checkpoint)")
 
 
 @dataclass
@@ -205,7 +213,13 @@ def train(
         dist.init_process_group("nccl" if use_cuda else "gloo")
 
     torch.manual_seed(config.seed)
-    model = build_model(config)
+    model: ADPCNet | QuantizedADPC = build_model(config)
+    if config.qat:
+        if distributed:
+            raise ValueError("QAT fine-tuning runs in one process: launch it without torchrun")
+        from .quantize import prepare_qat
+
+        model = prepare_qat(model, *config.crop)
     start_step, ckpt = 0, None
     if resume:
         ckpt = read_checkpoint(resume)
@@ -296,6 +310,11 @@ def train(
             write_checkpoint(out / "last.pt", model, optimizer, scheduler, state.step, config)
     if bar is not None:
         bar.close()
+    if config.qat and is_main:  # the deployable artefact: frozen, loadable by load_qat
+        from .quantize import save_qat
+
+        save_qat(out / "qat.pt", model.eval(), {"step": state.step,
+                                                "train_config": _plain(asdict(config))})
     if distributed:
         dist.barrier()
     return state
@@ -309,7 +328,7 @@ def _progress(config: TrainConfig, start: int, is_main: bool):
     return tqdm(total=config.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
 
 
-def write_checkpoint(path: Path, model: ADPCNet, optimizer, scheduler, step: int,
+def write_checkpoint(path: Path, model: ADPCNet | QuantizedADPC, optimizer, scheduler, step: int,
                      config: TrainConfig) -> Path:
     payload = {
         "model": model.state_dict(),
@@ -328,7 +347,7 @@ def _plain(values: dict) -> dict:
 
 
 _RESUME_MUST_MATCH = ("model", "num_classes", "head_channels", "threshold", "data", "crop",
-                      "batch_size", "seed", "lr")
+                      "batch_size", "seed", "lr", "qat", "pretrained")
 """What a resumed run must share with the checkpoint. --steps may change: the poly schedule
 is then recomputed for the new total (exactness holds only when it stays the same)."""
 

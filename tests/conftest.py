@@ -87,3 +87,32 @@ def imported_top_level(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module.split(".")[0])
     return names
+
+
+CONVERT_SIZE = (64, 128)
+"""Small input for converter tests: every backend converts and runs all four stages quickly."""
+
+
+@pytest.fixture(scope="session")
+def shipped_source():
+    """The shipped float model (and its QAT twin when shipped), as converters load it."""
+    from converters.export import load_source
+
+    return load_source(None)
+
+
+@pytest.fixture(scope="session")
+def fp32_stages(shipped_source):
+    from converters.export import stage_set
+
+    return stage_set(shipped_source, "fp32", *CONVERT_SIZE)
+
+
+@pytest.fixture(scope="session")
+def int8_stages(shipped_source):
+    """int8 Q/DQ stage graphs (QAT when a QAT model ships, PTQ on synthetic scenes otherwise)."""
+    pytest.importorskip("torchao.quantization.pt2e",
+                        reason="int8 needs torchao (pip install 'adpc[executorch]')")
+    from converters.export import stage_set
+
+    return stage_set(shipped_source, "int8", *CONVERT_SIZE)

@@ -18,6 +18,7 @@ from model_zoo.adpc import ADPCConfig, ExitOutputs
 from model_zoo.masking import MaskFill, carry_over
 from model_zoo.quantize import (
     SCALE_FLOOR,
+    calibrate,
     convert,
     float_island_violations,
     freeze,
@@ -25,7 +26,8 @@ from model_zoo.quantize import (
     is_fake_quant,
     is_training,
     load_qat,
-    mask_rule_nodes,
+    mask_nodes,
+    prepare_ptq,
     prepare_qat,
     read_qat,
     restore_qat,
@@ -96,19 +98,18 @@ def float_model(image):
 
 @pytest.fixture(scope="module")
 def prepared(float_model):
-    """The pristine QAT graph (dynamic batch and H/W); copy it before calling it."""
+    """The pristine QAT stage graphs (dynamic batch and H/W); copy before calling them."""
     return prepare_qat(float_model, HEIGHT, WIDTH)
 
 
 @pytest.fixture(scope="module")
 def calibrated(prepared, image):
     """Observers set by one eval-form pass over `image` (BN keeps its running stats), frozen."""
-    from torchao.quantization.pt2e import move_exported_model_to_eval
+    return calibrate(copy.deepcopy(prepared), [image])
 
-    gm = copy.deepcopy(prepared)
-    move_exported_model_to_eval(gm)
-    gm(image)
-    return freeze(gm)
+
+def all_nodes(q):
+    return [n for g in q.graphs for n in g.graph.nodes]
 
 
 def test_prepare_qat_keeps_the_models_interface(prepared, float_model, image):
@@ -120,8 +121,9 @@ def test_prepare_qat_keeps_the_models_interface(prepared, float_model, image):
     for mine, theirs in zip([*out.logits, *out.masks, *out.masked_fractions],
                             [*ref.logits, *ref.masks, *ref.masked_fractions], strict=True):
         assert mine.shape == theirs.shape
-    # the graph owns copies: training it never writes into the float model
-    assert prepared.get_parameter("conv1.weight").data_ptr() != float_model.conv1.weight.data_ptr()
+    # the graphs own copies: training them never writes into the float model
+    stem = prepared.graphs[0].get_parameter("model.conv1.weight")
+    assert stem.data_ptr() != float_model.conv1.weight.data_ptr()
     assert is_training(prepared)
 
 
@@ -139,25 +141,30 @@ def test_fake_quant_is_close_to_float(calibrated, float_model, image):
         assert agreement(q.logits[i], ref[i]) >= 0.9, f"exit {i + 1}"
 
 
-def test_fills_and_mask_rule_stay_float(prepared, float_model):
-    graph = prepared.graph
-    assert float_island_violations(prepared) == []
-    fill_convs = [n for n in graph.nodes if n.target == CONV and in_mask_fill(n)]
+def test_fills_and_mask_stay_float(prepared, float_model):
     n_fills = sum(isinstance(m, MaskFill) for m in float_model.modules())
-    assert len(fill_convs) == n_fills > 0
-    for conv in fill_convs:  # neither the masked input nor the RBF kernel is fake-quantised
-        assert not any(is_fake_quant(a) for a in conv.all_input_nodes), conv.name
-    for node in graph.nodes:  # the only fake-quant a fill reads is its conv's int8 output
-        if in_mask_fill(node):
-            for arg in node.all_input_nodes:
-                if is_fake_quant(arg):
-                    assert arg.args[0].target == CONV and not in_mask_fill(arg.args[0])
-    rule = mask_rule_nodes(graph)
-    assert sum(str(n.target) == "aten.le.Scalar" for n in rule) == 3
-    assert not any(is_fake_quant(u) for n in rule for u in n.users)
-    # ...while every other conv is int8: its weight passes a fake-quant
-    others = [n for n in graph.nodes if n.target == CONV and not in_mask_fill(n)]
-    assert others and all(is_fake_quant(n.args[1]) for n in others)
+    fill_convs = 0
+    for k, gm in enumerate(prepared.graphs, start=1):
+        graph = gm.graph
+        assert float_island_violations(gm) == []
+        fills = [n for n in graph.nodes if n.target == CONV and in_mask_fill(n)]
+        fill_convs += len(fills)
+        for conv in fills:  # neither the masked input nor the RBF kernel is fake-quantised
+            assert not any(is_fake_quant(a) for a in conv.all_input_nodes), conv.name
+        for node in graph.nodes:  # the only fake-quant a fill reads is its conv's int8 output
+            if in_mask_fill(node):
+                for arg in node.all_input_nodes:
+                    if is_fake_quant(arg):
+                        assert arg.args[0].target == CONV and not in_mask_fill(arg.args[0])
+        mask = mask_nodes(gm)
+        assert (len(mask) > 1) == (k > 1)  # the mask input and its strided slices
+        assert not any(is_fake_quant(u) for n in mask for u in n.users)
+        # the mask rule is host work: no comparison sits inside a stage graph
+        assert not any(str(n.target).startswith(("aten.le", "aten.gt")) for n in graph.nodes)
+        # ...while every other conv is int8: its weight passes a fake-quant
+        others = [n for n in graph.nodes if n.target == CONV and not in_mask_fill(n)]
+        assert others and all(is_fake_quant(n.args[1]) for n in others)
+    assert fill_convs == 2 * n_fills > 0  # separable: a row and a column conv per fill
 
 
 def test_qat_steps_train_weights_and_lambdas(prepared, float_model, image):
@@ -179,13 +186,14 @@ def test_qat_steps_train_weights_and_lambdas(prepared, float_model, image):
     # as in the float model, every fill but the class convs' gets a gradient: a class conv's
     # filled pixels are exactly the ones carry-over replaces, so its fill is dead code
     heads = {2: "exit2", 3: "exit3", 4: "last_layer"}
-    class_fills = {f"{name}.{len(float_model.head(k)) - 1}.fill.Lambda"
+    class_fills = {f"graphs.{k - 1}.model.{name}.{len(float_model.head(k)) - 1}.fill.Lambda"
                    for k, name in heads.items()}
     assert len(lambdas) > 100 and all(p.grad is not None for p in lambdas.values())
     assert dead == class_fills
     # (at this learning rate a Lambda of 3.0 moves by less than float32 resolves)
     changed = [k for k, p in params.items() if not torch.equal(before[k], p)]
-    assert "conv1.weight" in changed and len(changed) > 0.5 * (len(params) - len(lambdas))
+    assert "graphs.0.model.conv1.weight" in changed
+    assert len(changed) > 0.5 * (len(params) - len(lambdas))
 
 
 def _observer_state(gm) -> dict[str, torch.Tensor]:
@@ -216,7 +224,7 @@ def test_freeze_stops_observers_and_thaw_restarts_them(prepared, image):
 def test_save_and_restore_round_trip_bit_exactly(calibrated, prepared, float_model, image,
                                                  tmp_path):
     path = tmp_path / "qat.pt"
-    save_qat(path, calibrated, float_model.config, HEIGHT, WIDTH, {"step": 3, "lr": [0.001]})
+    save_qat(path, calibrated, {"step": 3, "lr": [0.001]})
     ckpt = torch.load(path, weights_only=True)
     assert ckpt["extra"] == {"step": 3, "lr": [0.001]} and ckpt["training"] is False
     assert all(isinstance(v, torch.Tensor) for v in ckpt["state"].values())
@@ -224,17 +232,17 @@ def test_save_and_restore_round_trip_bit_exactly(calibrated, prepared, float_mod
     assert not is_training(restored)
     with torch.no_grad():
         assert same(calibrated(image), restored(image))
-    with pytest.raises(ValueError, match="height"):
-        save_qat(path, calibrated, float_model.config, 96, WIDTH)
+    with pytest.raises(ValueError, match="convert again"):
+        save_qat(path, convert(calibrated))
     with pytest.raises(ValueError, match="weights_only"):
-        save_qat(path, calibrated, float_model.config, HEIGHT, WIDTH, {"bad": object()})
+        save_qat(path, calibrated, {"bad": object()})
 
 
 def test_training_form_checkpoint_resumes_exactly(prepared, calibrated, float_model, image,
                                                   tmp_path):
     gm = copy.deepcopy(prepared)
     gm(image)  # observers and BN statistics move
-    path = save_qat(tmp_path / "train.pt", gm, float_model.config, HEIGHT, WIDTH)
+    path = save_qat(tmp_path / "train.pt", gm)
     restored = restore_qat(copy.deepcopy(calibrated), read_qat(path))  # frozen -> train form
     assert is_training(restored)
     with torch.no_grad():
@@ -243,7 +251,7 @@ def test_training_form_checkpoint_resumes_exactly(prepared, calibrated, float_mo
 
 @pytest.mark.slow
 def test_load_qat_rebuilds_bit_exactly(calibrated, float_model, image, tmp_path):
-    path = save_qat(tmp_path / "qat.pt", calibrated, float_model.config, HEIGHT, WIDTH)
+    path = save_qat(tmp_path / "qat.pt", calibrated)
     loaded = load_qat(path)  # a second export + prepare: the graph must come out the same
     assert not is_training(loaded)
     with torch.no_grad():
@@ -256,7 +264,8 @@ def test_bad_qat_checkpoints_raise_one_line_errors(tmp_path):
     foreign = tmp_path / "foreign.pt"
     torch.save({"model": {"w": torch.zeros(1)}}, foreign)
     broken = tmp_path / "broken.pt"
-    torch.save({"format": "adpc-qat", "version": 1, "model_config": {"backbone": "w19"},
+    torch.save({"format": "adpc-qat", "version": 2, "mode": "qat",
+                "model_config": {"backbone": "w19"},
                 "height": HEIGHT, "width": WIDTH, "dynamic_hw": True, "training": False,
                 "state": {}}, broken)
     for path, match in [(garbage, "cannot read"), (foreign, "not an adpc QAT"),
@@ -268,7 +277,7 @@ def test_bad_qat_checkpoints_raise_one_line_errors(tmp_path):
 
 def test_restoring_into_the_wrong_graph_fails_clearly(prepared, float_model, tmp_path):
     gm = copy.deepcopy(prepared)
-    path = save_qat(tmp_path / "q.pt", gm, float_model.config, HEIGHT, WIDTH)
+    path = save_qat(tmp_path / "q.pt", gm)
     ckpt = read_qat(path)
     other = {**ckpt, "model_config": {**ckpt["model_config"], "num_classes": 7}}
     with pytest.raises(CheckpointError, match="num_classes=7"):
@@ -280,17 +289,17 @@ def test_restoring_into_the_wrong_graph_fails_clearly(prepared, float_model, tmp
 
 
 def test_convert_agrees_with_fake_quant(calibrated, image):
-    n_fake_quants = sum(is_fake_quant(n) for n in calibrated.graph.nodes)
+    n_fake_quants = sum(is_fake_quant(n) for n in all_nodes(calibrated))
     converted = convert(calibrated)
     with torch.no_grad():
         q, c = calibrated(image), converted(image)
     for i in range(4):
         assert agreement(c.logits[i], q.logits[i]) >= 0.95, f"exit {i + 1}"
     assert float((c.masks[0] == q.masks[0]).float().mean()) >= 0.95
-    assert not any(is_fake_quant(n) for n in converted.graph.nodes)
-    targets = {str(n.target) for n in converted.graph.nodes}
+    assert not any(is_fake_quant(n) for n in all_nodes(converted))
+    targets = {str(n.target) for n in all_nodes(converted)}
     assert any("dequantize_per_channel" in t for t in targets)  # folded int8 weights
-    assert sum(is_fake_quant(n) for n in calibrated.graph.nodes) == n_fake_quants  # untouched
+    assert sum(is_fake_quant(n) for n in all_nodes(calibrated)) == n_fake_quants  # untouched
 
 
 def test_dynamic_size_evaluates_at_another_size(calibrated, float_model):
@@ -306,25 +315,52 @@ def test_dynamic_size_evaluates_at_another_size(calibrated, float_model):
 def test_prepare_qat_rejects_bad_sizes(float_model):
     with pytest.raises(ValueError, match="multiples of 32"):
         prepare_qat(float_model, 60, 128)
+    with pytest.raises(ValueError, match="at least 64"):
+        prepare_qat(float_model, 32, 128)
 
 
 def test_fake_quant_scales_are_the_ones_convert_uses(calibrated):
     """The fused stock fake-quant floored scales at 6.1e-5, convert at 2^-12: they disagreed."""
-    modules = [calibrated.get_submodule(n.target) for n in calibrated.graph.nodes
+    modules = [g.get_submodule(n.target) for g in calibrated.graphs for n in g.graph.nodes
                if is_fake_quant(n)]
     assert modules
     for module in modules:
         assert torch.equal(module.scale, module.calculate_qparams()[0].to(module.scale.dtype))
         assert float(module.scale.min()) >= SCALE_FLOOR
-    stem = next(n for n in calibrated.graph.nodes if n.target == CONV)
-    stem_scales = calibrated.get_submodule(stem.args[1].target).scale
+    stage1 = calibrated.graphs[0]
+    stem = next(n for n in stage1.graph.nodes if n.target == CONV)
+    stem_scales = stage1.get_submodule(stem.args[1].target).scale
     assert float(stem_scales[0]) == SCALE_FLOOR < float(stem_scales[1:].min())
 
 
 @pytest.mark.slow
 def test_convert_for_litert_keeps_float_weights_and_agrees(calibrated, image):
     folded, unfolded = convert(calibrated), convert(calibrated, fold_quantize=False)
-    targets = {str(n.target) for n in unfolded.graph.nodes}
+    targets = {str(n.target) for n in all_nodes(unfolded)}
     assert "quantized_decomposed.quantize_per_channel.default" in targets
     with torch.no_grad():
         assert same(folded(image), unfolded(image))
+
+
+def test_threshold_is_a_run_time_choice(calibrated, float_model, image):
+    """The mask rule runs on the host between stage graphs: any threshold, no re-export."""
+    with torch.no_grad():
+        off = calibrated(image, threshold=None)
+        everything = calibrated(image, threshold=1.0)
+        some = calibrated(image, threshold=float_model.config.threshold)
+    assert all(float(f.max()) == 0.0 for f in everything.masked_fractions)
+    for a, b in zip(off.logits, everything.logits, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)  # all-ones masks == CA off
+    assert float(some.masked_fractions[0].mean()) > 0.2
+
+
+def test_ptq_calibrates_and_converts_close_to_float(float_model, image):
+    q = prepare_ptq(float_model, HEIGHT, WIDTH)
+    assert q.mode == "ptq" and not is_training(q)
+    calibrate(q, [image])
+    int8 = convert(q)
+    with torch.no_grad():
+        out = int8(image)
+    ref = float_with_masks(float_model, image, out.masks)
+    for i in range(4):
+        assert agreement(out.logits[i], ref[i]) >= 0.9, f"exit {i + 1}"

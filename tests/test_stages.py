@@ -20,7 +20,7 @@ def test_chained_stage_graphs_equal_forward(adaptive_model, image):
     model, threshold = adaptive_model
     with torch.no_grad():
         expected = model(image, threshold=threshold)
-        logits, masks = run_stage_chain(stage_graphs(model), image, threshold)
+        logits, masks = run_stage_chain(stage_graphs(model), image, threshold, model.config)
     assert 0.2 < float(expected.masked_fractions[0].mean()) < 0.8
     for a, b in zip(expected.logits, logits, strict=True):
         assert torch.equal(a, b)
@@ -31,7 +31,7 @@ def test_chained_stage_graphs_equal_forward(adaptive_model, image):
 def test_io_contract_matches_what_the_graphs_return(adaptive_model, image):
     model, threshold = adaptive_model
     h, w = image.shape[-2:]
-    ios = stage_io(model, h, w, batch=image.shape[0])
+    ios = stage_io(model.config, h, w, batch=image.shape[0])
     assert [io.exit for io in ios] == [1, 2, 3, 4]
     assert [n for n, _ in ios[0].inputs] == ["image"]
     assert [n for n, _ in ios[2].inputs] == ["x0", "x1", "mask"]
@@ -49,7 +49,7 @@ def test_io_contract_matches_what_the_graphs_return(adaptive_model, image):
 def test_stage_graphs_export(adaptive_model):
     """Each stage is capturable by torch.export (what every converter starts from)."""
     model, _ = adaptive_model
-    ios = stage_io(model, 64, 128)
+    ios = stage_io(model.config, 64, 128)
     for io, graph in zip(ios, stage_graphs(model), strict=True):
         args = tuple(torch.rand(s) if n == "mask" else torch.randn(s) for n, s in io.inputs)
         if "mask" in dict(io.inputs):
