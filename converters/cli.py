@@ -367,6 +367,126 @@ def run_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------- convert
+def add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="convert a model's stages to ExecuTorch / TFLite / Core ML files in one bundle",
+        description="Splits the model into its four stage graphs, converts them for each "
+        "backend, writes a bundle folder (manifest.json + stage files, atomically) and checks "
+        "every exit against PyTorch on synthetic frames. int8 comes from the QAT model when "
+        "one exists (qat.pt, or the shipped one), otherwise from post-training calibration. "
+        "Core ML: fp16 (for --precision fp32) or int8 weights; its numeric parity needs macOS.",
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", help="adpc train last.pt / packed model / qat.pt")
+    src.add_argument("--pretrained", action="store_true",
+                     help="the shipped model (the default when no --checkpoint is given)")
+    p.add_argument("--backend", default="all",
+                   help="executorch, tflite, coreml, a comma list, or all (default)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
+    p.add_argument("--size", default="256x512", help="input HEIGHTxWIDTH, multiples of 32")
+    p.add_argument("--out", default="bundles/w18_small_v2", help="bundle folder to write")
+    p.add_argument("--frames", type=int, default=4,
+                   help="synthetic frames for the parity check (0: skip it)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run_convert)
+
+
+def parse_backends(text: str) -> list[str]:
+    from converters.convert import BACKENDS
+
+    names = list(BACKENDS) if text == "all" else [v.strip() for v in text.split(",") if v.strip()]
+    bad = [n for n in names if n not in BACKENDS]
+    if bad or not names:
+        raise UsageError(f"--backend {text!r}: choose from {', '.join(BACKENDS)} or all")
+    return names
+
+
+def _progress_printer(quiet: bool):
+    import time
+
+    start = time.perf_counter()
+
+    def say(message: str) -> None:
+        if not quiet:
+            print(f"[{time.perf_counter() - start:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    return say
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from converters.convert import convert_bundle
+    from converters.verify import format_table, verify_bundle
+
+    size = parse_size(args.size)
+    backends = parse_backends(args.backend)
+    if args.frames < 0:
+        raise UsageError("--frames must be >= 0")
+    say = _progress_printer(args.json)
+    result = convert_bundle(args.out, backends, args.precision, *size,
+                            checkpoint=args.checkpoint, progress=say)
+    summary: dict = {"bundle": str(result.bundle), "seconds": result.seconds,
+                     "backends": {o.backend: {"precision": o.precision, "report": o.report,
+                                              "notes": o.notes} for o in result.outputs}}
+    parity = []
+    if args.frames:
+        say(f"parity check on {args.frames} synthetic frames")
+        parity = verify_bundle(result.bundle, frames=args.frames,
+                               references={"int8" if args.precision == "int8" else "fp32":
+                                           result.stages.reference})
+        summary["parity"] = [r.to_dict() for r in parity]
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        for o in result.outputs:
+            for r in o.report:
+                if "delegated_fraction" in r:
+                    print(f"{o.backend} {o.precision} stage {r['stage']}: {r['ops']} ops, "
+                          f"{r['delegated_fraction']:.1%} delegated to XNNPACK")
+            for note in o.notes:
+                print(f"{o.backend}: {note}")
+        if parity:
+            print(format_table(parity))
+        print(f"\nwrote {result.bundle} ({', '.join(f.path for f in result.manifest.files)})")
+    return 1 if any(r.status == "fail" for r in parity) else 0
+
+
+def add_verify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "verify",
+        help="check a bundle's files against PyTorch, exit by exit",
+        description="Runs every backend in the bundle that can run here on synthetic frames "
+        "and compares each exit (carry-over included) with the PyTorch model the bundle came "
+        "from: max |logit diff|, argmax and mask agreement, mIoU. Targets: fp32 <= 1e-3 and "
+        ">= 99.9%; int8 >= 98% against the int8 PyTorch model. Core ML needs macOS.",
+    )
+    p.add_argument("bundle", help="a bundle folder written by adpc convert")
+    p.add_argument("--checkpoint", help="the source checkpoint (default: the manifest's)")
+    p.add_argument("--backend", default="all", help="backends to check (default all)")
+    p.add_argument("--frames", type=int, default=4, help="synthetic frames (default 4)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run_verify)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from converters.verify import format_table, verify_bundle
+
+    if args.frames < 1:
+        raise UsageError("--frames must be >= 1")
+    backends = parse_backends(args.backend)
+    results = verify_bundle(args.bundle, checkpoint=args.checkpoint, frames=args.frames,
+                            backends=backends, threads=args.threads)
+    if not results:
+        raise UsageError(f"bundle {args.bundle} holds no files for {', '.join(backends)}")
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results]))
+    else:
+        print(format_table(results))
+    return 1 if any(r.status == "fail" for r in results) else 0
+
+
 # ---------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -375,12 +495,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    add_convert(sub)
     add_demo(sub)
     add_eval(sub)
     add_flops(sub)
     add_pack(sub)
     add_train(sub)
+    add_verify(sub)
     return parser
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that are the user's to fix: one line, exit 2, no traceback."""
+    from converters.export import ExportError
+    from edge.backends import BackendUnavailable
+    from edge.sources import SourceError
+
+    return (ValueError, FileNotFoundError, PermissionError, ImportError, BackendUnavailable,
+            SourceError, ExportError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -388,7 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, PermissionError) as exc:
+    except user_errors() as exc:
         if os.environ.get("ADPC_DEBUG"):
             raise
         print(f"adpc {args.command}: error: {exc}", file=sys.stderr)

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from edge.bundle import BundleFile
 from model_zoo.adpc import NUM_STAGES, ADPCConfig, ADPCNet, AnytimeChain
 from model_zoo.registry import (
     DEFAULT_WEIGHTS,
@@ -30,8 +31,6 @@ from model_zoo.registry import (
     read_checkpoint,
 )
 from model_zoo.stage_graph import StageGraph, stage_examples
-
-from edge.bundle import BundleFile
 
 from .stages import StageIO, stage_io
 

@@ -77,11 +77,15 @@ def run_stage_chain(
     return list(out.logits), list(out.masks)
 
 
-def build_manifest(model: ADPCNet, height: int, width: int) -> Manifest:
-    """The bundle manifest for a model's stages at one input size (files added by writers)."""
-    costs = stage_costs(model.config, height, width)
+def build_manifest(config: ADPCConfig | ADPCNet, height: int, width: int) -> Manifest:
+    """The bundle manifest for a model's stages at one input size (files added by writers).
+
+    Takes the config (or a model, whose config is used): the manifest depends on nothing else.
+    """
+    config = config.config if isinstance(config, ADPCNet) else config
+    costs = stage_costs(config, height, width)
     specs = []
-    for io, cost in zip(stage_io(model.config, height, width), costs, strict=True):
+    for io, cost in zip(stage_io(config, height, width), costs, strict=True):
         specs.append(StageSpec(
             index=io.index,
             exit=io.exit,
@@ -90,7 +94,7 @@ def build_manifest(model: ADPCNet, height: int, width: int) -> Manifest:
             flops=StageFlops(cost.fixed_macs / GIGA, cost.masked_macs / GIGA,
                              cost.fill_macs / GIGA),
         ))
-    k = model.config.num_classes
+    k = config.num_classes
     names = CLASS_NAMES if k == len(CLASS_NAMES) else tuple(f"class{i}" for i in range(k))
     colors = CLASS_COLORS if k == len(CLASS_COLORS) else tuple(
         ((37 * i) % 256, (91 * i) % 256, (151 * i) % 256) for i in range(k)
@@ -99,10 +103,10 @@ def build_manifest(model: ADPCNet, height: int, width: int) -> Manifest:
         ClassInfo(i, n, tuple(c)) for i, (n, c) in enumerate(zip(names, colors, strict=True))
     )
     return Manifest(
-        model=model.config.backbone,
-        model_config=model.config.to_dict(),
+        model=config.backbone,
+        model_config=config.to_dict(),
         classes=classes,
         input=InputSpec(height, width, IMAGENET_MEAN, IMAGENET_STD),
-        threshold=model.config.threshold,
+        threshold=config.threshold,
         stages=tuple(specs),
     )

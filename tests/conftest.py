@@ -116,3 +116,13 @@ def int8_stages(shipped_source):
     from converters.export import stage_set
 
     return stage_set(shipped_source, "int8", *CONVERT_SIZE)
+
+
+@pytest.fixture(scope="session")
+def et_fp32_bundle(fp32_stages, tmp_path_factory):
+    """The shipped model's fp32 ExecuTorch bundle at CONVERT_SIZE (a ConvertResult)."""
+    pytest.importorskip("executorch.runtime", reason="pip install 'adpc[executorch]'")
+    from converters.convert import convert_stages
+
+    out = tmp_path_factory.mktemp("et") / "fp32"
+    return convert_stages(out, fp32_stages, ["executorch"], {"checkpoint": "in memory"})

@@ -64,8 +64,9 @@ def from_file_layout(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
 class Backend(ABC):
     """One runtime driving one precision of a bundle's stages.
 
-    Subclasses set `name` and implement `_load(entry)` and `_run(k, inputs)`, where inputs are
-    already in the file's own I/O form (see `method_io`).
+    Subclasses set `name` and implement `_load(entry)` (the file holding stage 1; a backend
+    with one file per stage reads `self.entries`, stage -> file) and `_run(k, inputs)`, where
+    inputs are already in the file's own I/O form (see `method_io`).
     """
 
     name: str = ""
@@ -88,7 +89,15 @@ class Backend(ABC):
                 f"bundle {self.folder} has no {self.name} {precision} files (it has "
                 f"{', '.join(have) or 'none'}): run `adpc convert --backend {self.name} "
                 f"--precision {precision}`")
-        self.entry = files[0]
+        by_method = {m: f for f in files for m in f.methods}
+        missing = [self.method(s.index) for s in self.manifest.stages
+                   if self.method(s.index) not in by_method]
+        if missing:
+            raise BackendUnavailable(
+                f"bundle {self.folder} has no {self.name} {precision} file for "
+                f"{', '.join(missing)}: re-run `adpc convert --backend {self.name}`")
+        self.entries = {s.index: by_method[self.method(s.index)] for s in self.manifest.stages}
+        self.entry = self.entries[1]
         self._load(self.entry)
 
     # ----------------------------------------------------------------------- subclass API
@@ -108,7 +117,7 @@ class Backend(ABC):
     def method_io(self, k: int) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
         """The file's own I/O of stage k (the contract unless the file overrides it)."""
         spec = self.stage(k)
-        own = self.entry.io.get(self.method(k))
+        own = self.entries[k].io.get(self.method(k))
         return (own.inputs, own.outputs) if own is not None else (spec.inputs, spec.outputs)
 
     def run_stage(self, k: int, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:

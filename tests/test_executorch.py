@@ -1,0 +1,121 @@
+"""ExecuTorch: the shipped model's stages lowered to XNNPACK, run by the real runtime.
+
+One fp32 and one int8 bundle per module (lowering dominates the run time); the parity checks
+drive them through the numpy host loop every runtime uses (edge.runtime.iter_exits).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from converters.convert import convert_stages
+from converters.verify import check_backend, frames_for
+from edge.backends import BackendUnavailable, open_backend
+from edge.bundle import BundleError, read_bundle
+from edge.runtime import iter_exits
+
+pytest.importorskip("executorch.runtime", reason="pip install 'adpc[executorch]'")
+
+
+@pytest.fixture(scope="module")
+def fp32_bundle(et_fp32_bundle):
+    return et_fp32_bundle
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(int8_stages, tmp_path_factory):
+    out = tmp_path_factory.mktemp("et") / "int8"
+    return convert_stages(out, int8_stages, ["executorch"])
+
+
+@pytest.fixture(scope="module")
+def frames(fp32_bundle):
+    return frames_for(fp32_bundle.manifest, 2)
+
+
+def test_one_program_with_a_method_per_stage(fp32_bundle):
+    manifest = read_bundle(fp32_bundle.bundle)
+    (entry,) = manifest.files_for("executorch", "fp32")
+    assert entry.methods == ("stage1", "stage2", "stage3", "stage4")
+    assert entry.path.endswith(".pte")
+    assert manifest.provenance == {"checkpoint": "in memory"}
+
+
+def test_stages_are_delegated_to_xnnpack(fp32_bundle):
+    (result,) = fp32_bundle.outputs
+    report = {r["stage"]: r for r in result.report}
+    assert report[1]["delegated_fraction"] == 1.0  # stem, layer1, exit 1: no masks
+    for k in (2, 3, 4):
+        # only the mask's strided slices stay outside (portable slice_copy, a few per stage)
+        assert report[k]["delegated_fraction"] >= 0.97, report[k]
+        assert set(report[k]["not_delegated"]) <= {"slice_copy"}
+        assert report[k]["delegates"] == 1
+
+
+def test_fp32_matches_pytorch_exit_by_exit(fp32_bundle, fp32_stages, frames):
+    threshold = fp32_bundle.manifest.threshold
+    result = check_backend(fp32_bundle.bundle, fp32_bundle.manifest, "executorch", "fp32",
+                           fp32_stages.reference, frames, threshold)
+    assert result.status == "pass", result.reason
+    for e in result.exits:
+        assert e.max_abs <= 1e-3 and e.agreement >= 0.999
+        assert e.mask_agreement is None or e.mask_agreement >= 0.999
+    # the threshold really masked pixels, so carry-over was exercised
+    with open_backend("executorch", fp32_bundle.bundle) as backend:
+        steps = list(iter_exits(backend, frames[0][0].numpy(), threshold))
+    assert steps[-1].masked_fraction > 0.05
+
+
+def test_int8_agrees_with_the_int8_pytorch_model(int8_bundle, int8_stages, frames, fp32_bundle):
+    threshold = int8_bundle.manifest.threshold
+    result = check_backend(int8_bundle.bundle, int8_bundle.manifest, "executorch", "int8",
+                           int8_stages.reference, frames, threshold)
+    assert result.status == "pass", result.reason
+    assert all(e.agreement >= 0.98 for e in result.exits)
+    (int8_file,) = int8_bundle.manifest.files_for("executorch", "int8")
+    (fp32_file,) = fp32_bundle.manifest.files_for("executorch", "fp32")
+    assert int8_file.bytes < 0.5 * fp32_file.bytes  # int8 weights really are int8
+
+
+def test_threads_and_bad_inputs(fp32_bundle):
+    with open_backend("executorch", fp32_bundle.bundle, threads=1) as backend:
+        image = np.zeros((1, 3, 64, 128), np.float32)
+        with pytest.raises(ValueError, match="resized to the bundle size"):
+            backend.run_stage(1, [np.zeros((1, 3, 32, 128), np.float32)])
+        with pytest.raises(ValueError, match="takes 1 inputs"):
+            backend.run_stage(1, [image, image])
+        (feats, logits) = backend.run_stage(1, [image])
+        assert logits.shape == (1, 19, 16, 32) and logits.dtype == np.float32
+        assert torch.isfinite(torch.from_numpy(logits)).all()
+
+
+def test_missing_backend_names_the_fix(fp32_bundle):
+    with pytest.raises(BackendUnavailable, match="adpc convert --backend tflite"):
+        open_backend("tflite", fp32_bundle.bundle, "fp32")
+    with pytest.raises(BackendUnavailable, match="unknown backend"):
+        open_backend("onnx", fp32_bundle.bundle)
+
+
+def test_corrupt_and_truncated_programs_are_rejected(fp32_bundle, tmp_path):
+    copy = tmp_path / "bundle"
+    shutil.copytree(fp32_bundle.bundle, copy)
+    manifest = read_bundle(copy)
+    (entry,) = manifest.files_for("executorch")
+    path = copy / entry.path
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(BundleError, match="truncated"):
+        read_bundle(copy)
+    corrupt = bytearray(data)
+    corrupt[:64] = bytes(64)  # same size, broken header
+    path.write_bytes(bytes(corrupt))
+    with pytest.raises(BundleError, match="sha256"):
+        read_bundle(copy)
+    # a runtime handed the file without the checks still fails in one line
+    with pytest.raises(BundleError, match="not a loadable ExecuTorch program") as info:
+        open_backend("executorch", copy, manifest=manifest)
+    assert "\n" not in str(info.value)
