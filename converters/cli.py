@@ -418,8 +418,10 @@ def _progress_printer(quiet: bool):
 def run_convert(args: argparse.Namespace) -> int:
     from converters.convert import convert_bundle
     from converters.verify import format_table, verify_bundle
+    from model_zoo.adpc import check_input_size
 
     size = parse_size(args.size)
+    check_input_size(*size)
     backends = parse_backends(args.backend)
     if args.frames < 0:
         raise UsageError("--frames must be >= 0")
@@ -487,6 +489,65 @@ def run_verify(args: argparse.Namespace) -> int:
     return 1 if any(r.status == "fail" for r in results) else 0
 
 
+# --------------------------------------------------------------------------------- bench
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="latency per exit of a bundle on this machine, CA vs dense in the same run",
+        description="Runs the bundle on frames (the shipped drive by default) with confidence "
+        "adaptivity and with CA off, interleaved, and prints median cumulative latency per "
+        "exit, the dense/CA ratio, masked fractions and the cost model's prediction. "
+        "--calibrate fits the runtime's cost model on this machine and stores it in the bundle.",
+    )
+    p.add_argument("bundle", help="a bundle folder written by adpc convert")
+    p.add_argument("--backend", default="executorch", help="executorch (default) or tflite")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--threads", type=int, default=None, help="runtime threads (default: all)")
+    p.add_argument("--frames", default=None,
+                   help="image folder (default: the shipped synthetic drive)")
+    p.add_argument("--max-frames", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per frame (median)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="fit the cost model here and store it in the bundle's manifest")
+    p.add_argument("--out", default=None, help="write the report as JSON to this file")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from edge.atomic import write_text
+    from edge.backends import open_backend
+    from edge.bench import bench, calibrate, cost_table_key, format_report, store_cost_table
+    from edge.preprocess import to_input
+    from edge.sources import ImageFolderSource, SyntheticDriveSource
+
+    if args.repeats < 1 or args.max_frames < 1:
+        raise UsageError("--repeats and --max-frames must be >= 1")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError("--threads must be >= 1")
+    say = _progress_printer(args.json)
+    backend = open_backend(args.backend, args.bundle, args.precision, threads=args.threads)
+    source = ImageFolderSource(args.frames) if args.frames else SyntheticDriveSource()
+    with source:
+        frames = [to_input(f.image, backend.manifest.input)[0]
+                  for _, f in zip(range(args.max_frames), source, strict=False)]
+    with backend:
+        if args.calibrate:
+            model = calibrate(backend, frames, progress=say)
+            key = cost_table_key(backend)
+            store_cost_table(args.bundle, key, model.to_table(
+                backend=backend.name, threads=args.threads))
+            say(f"stored the cost table {key!r} in {args.bundle}/manifest.json")
+            backend = open_backend(args.backend, args.bundle, args.precision,
+                                   threads=args.threads)
+        report = bench(backend, frames, repeats=args.repeats, progress=say)
+    data = report.to_dict()
+    if args.out:
+        write_text(args.out, json.dumps(data, indent=1))
+    print(json.dumps(data) if args.json else format_report(report))
+    return 0
+
+
 # ---------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -495,6 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    add_bench(sub)
     add_convert(sub)
     add_demo(sub)
     add_eval(sub)

@@ -1,0 +1,90 @@
+"""`adpc convert`, `verify` and `bench` on the command line: real bundles, real runtimes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from converters.cli import main
+from edge.backends import open_backend
+from edge.bench import cost_table_key
+from edge.bundle import read_bundle
+from edge.runtime import default_cost_model
+from model_zoo.registry import DEFAULT_WEIGHTS, WEIGHTS_DIR
+
+pytest.importorskip("executorch.runtime", reason="pip install 'adpc[executorch]'")
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def bundle(et_fp32_bundle, tmp_path):
+    """A private copy of the shipped model's ExecuTorch bundle, pointing at the shipped weights."""
+    folder = tmp_path / "bundle"
+    shutil.copytree(et_fp32_bundle.bundle, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["provenance"] = {"checkpoint": str(WEIGHTS_DIR / DEFAULT_WEIGHTS["w18_small_v2"])}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_verify_prints_the_parity_table(capsys, bundle):
+    code, out, _ = run(capsys, "verify", str(bundle), "--frames", "1", "--json")
+    assert code == 0
+    (row,) = json.loads(out)
+    assert row["backend"] == "executorch" and row["status"] == "pass"
+    assert [e["exit"] for e in row["exits"]] == [1, 2, 3, 4]
+    assert all(e["max_abs"] <= 1e-3 and e["agreement"] >= 0.999 for e in row["exits"])
+    code, out, _ = run(capsys, "verify", str(bundle), "--frames", "1")
+    assert code == 0 and "executorch  fp32" in out and "pass" in out
+
+
+def test_bench_compares_with_dense_and_calibrates(capsys, bundle, tmp_path):
+    report = tmp_path / "bench.json"
+    code, out, _ = run(capsys, "bench", str(bundle), "--threads", "1", "--repeats", "1",
+                       "--max-frames", "1", "--calibrate", "--out", str(report))
+    assert code == 0 and "dense/CA" in out
+    data = json.loads(report.read_text())
+    assert [e["exit"] for e in data["exits"]] == [1, 2, 3, 4]
+    assert all(e["ms"] > 0 and e["dense_ms"] > 0 for e in data["exits"])
+    assert data["cost_model"].startswith("calibrated")
+    with open_backend("executorch", bundle, threads=1) as backend:  # the table is stored...
+        assert cost_table_key(backend) in read_bundle(bundle).cost_tables
+        assert default_cost_model(backend).source.startswith("calibrated")  # ...and used
+    # the stage files were not touched: the bundle still verifies
+    assert read_bundle(bundle, verify_files=True).files
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["convert", "--size", "60x128", "--frames", "0"], "multiples of 32"),
+    (["convert", "--backend", "onnx"], "choose from executorch, tflite, coreml"),
+    (["convert", "--checkpoint", "/no/such.pt"], "does not exist"),
+    (["verify", "/no/such/bundle"], "not a folder"),
+    (["bench", "/no/such/bundle"], "not a folder"),
+    (["bench", ".", "--repeats", "0"], "--repeats"),
+])
+def test_convert_verify_bench_user_errors_are_one_line(capsys, argv, needle):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and needle in err and err.count("\n") == 1, err
+
+
+def test_verify_without_the_source_checkpoint_names_the_fix(capsys, bundle):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["provenance"] = {"checkpoint": "/gone/model.pt"}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = run(capsys, "verify", str(bundle), "--frames", "1")
+    assert code == 2 and "--checkpoint" in err and err.count("\n") == 1
+
+
+def test_a_bad_manifest_is_rejected_in_one_line(capsys, bundle):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["stages"][1]["inputs"][0]["shape"] = [1, -3, 16, 32]
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = run(capsys, "verify", str(bundle))
+    assert code == 2 and "stages[1].inputs[0].shape" in err and err.count("\n") == 1
