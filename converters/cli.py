@@ -342,7 +342,8 @@ def add_pack(sub: argparse._SubParsersAction) -> None:
         "training checkpoint and writes a card with the recipe, training summary and an "
         "evaluation report from adpc eval.",
     )
-    p.add_argument("--checkpoint", required=True, help="last.pt from adpc train")
+    p.add_argument("--checkpoint", required=True,
+                   help="last.pt from adpc train, or qat.pt from adpc train --qat")
     p.add_argument("--threshold", required=True, help="calibrated CA threshold, or 'off'")
     p.add_argument("--eval", help="eval.json from adpc eval to include in the card")
     p.add_argument("--recipe", help="the command line that trained it")

@@ -3,8 +3,11 @@
 One file holds the four stages (`stage1`..`stage4`): a method call costs ~5.5 us, the weights
 and the XNNPACK runtime are loaded once, and an app opens a single file. fp32 lowers the float
 stage graphs; int8 lowers the folded Q/DQ graphs (from the QAT model, or PTQ), which XNNPACK
-runs as int8 kernels. I/O stay float32 NCHW in both (the Q/DQ at a graph's boundary run
-inside the delegate), so the host step is the same as for PyTorch.
+runs as int8 kernels. Inputs are float32 NCHW in both (an int8 program quantises them inside
+the delegate); an int8 program returns its branch features as int8 with the scale / zero
+point recorded in the manifest's `io` (the backend dequantises them): XNNPACK 1.5.1 fails at
+run time ("Propagating input shapes failed") when a dequantised value is both a program output
+and read by further ops, which is exactly what a stage's features are.
 
 The report counts, per stage, the graph's compute ops and how many of them XNNPACK took: ops
 left outside run as slow portable kernels, so 100% is the goal.
@@ -17,7 +20,9 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from edge.bundle import BundleFile
+import torch
+
+from edge.bundle import BundleFile, MethodIO, Quantization, TensorSpec
 
 from .export import BackendFiles, ExportError, StageSet, export_stage
 
@@ -53,6 +58,43 @@ def _delegated_ops(program) -> int:
     return total
 
 
+_DEQUANT = "quantized_decomposed.dequantize_per_tensor.default"
+
+
+def int8_feature_outputs(
+    program: torch.export.ExportedProgram, example: tuple
+) -> tuple[torch.export.ExportedProgram, list[Quantization | None]]:
+    """Return every output but the last (the logits) as the int8 tensor it is dequantised from.
+
+    Returns the re-exported program and, per output, its quantisation (None: stays float).
+    """
+    gm = program.module()
+    out = gm.graph.output_node()
+    values = list(out.args[0])
+    params: list[Quantization | None] = []
+    for i, node in enumerate(values):
+        if i < len(values) - 1 and str(node.target) == _DEQUANT:
+            scale, zero_point = node.args[1], node.args[2]
+            values[i] = node.args[0]
+            params.append(Quantization(float(scale), int(zero_point)))
+        else:
+            params.append(None)
+    out.args = (tuple(values),)
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+    with torch.no_grad():
+        return torch.export.export(gm, example), params
+
+
+def _method_io(stages: StageSet, k: int, params: list[Quantization | None]) -> MethodIO:
+    io = stages.io[k - 1]
+    inputs = tuple(TensorSpec(n, s) for n, s in io.inputs)
+    outputs = tuple(
+        TensorSpec(n, s, "int8", quantization=q) if q is not None else TensorSpec(n, s)
+        for (n, s), q in zip(io.outputs, params, strict=True))
+    return MethodIO(inputs, outputs)
+
+
 def convert(
     stages: StageSet, workdir: Path, progress: Callable[[str], None] | None = None
 ) -> BackendFiles:
@@ -61,10 +103,15 @@ def convert(
     say = progress or (lambda _msg: None)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    programs = {}
+    programs, io = {}, {}
     for k in range(1, len(stages.modules) + 1):
         say(f"executorch {stages.precision}: exporting stage {k}")
-        programs[f"stage{k}"] = export_stage(stages, k)
+        program = export_stage(stages, k)
+        if stages.precision == "int8":
+            program, params = int8_feature_outputs(program, stages.example(k))
+            if any(q is not None for q in params):
+                io[f"stage{k}"] = _method_io(stages, k, params)
+        programs[f"stage{k}"] = program
     say(f"executorch {stages.precision}: lowering to XNNPACK")
     start = time.perf_counter()
     try:
@@ -93,7 +140,7 @@ def convert(
     path.write_bytes(program.buffer)
     seconds = time.perf_counter() - start
     files = {f"executorch/{path.name}": BundleFile(
-        path, "executorch", stages.precision, tuple(programs))}
+        path, "executorch", stages.precision, tuple(programs), io)}
     notes = []
     partial = [r for r in report if r["delegated_fraction"] < 1.0]
     if partial:

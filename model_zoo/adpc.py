@@ -128,6 +128,10 @@ class AnytimeChain:
 
     config: ADPCConfig
 
+    @property
+    def num_exits(self) -> int:
+        return len(self.config.exit_stages)
+
     def run_stage(
         self, k: int, state: Tensor | list[Tensor], mask: Tensor | None = None
     ) -> tuple[list[Tensor] | None, Tensor | None]:
@@ -257,10 +261,6 @@ class ADPCNet(AnytimeChain, nn.Module):
                 nn.init.zeros_(module.bias)
 
     # ----------------------------------------------------------------------------- stages
-    @property
-    def num_exits(self) -> int:
-        return len(self.config.exit_stages)
-
     def head(self, k: int) -> nn.Module | None:
         """The exit head that ends stage k, or None when stage k has no exit."""
         if k == NUM_STAGES:

@@ -16,6 +16,7 @@ import torch
 
 from edge.atomic import write_text
 
+from .quantize import QAT_FORMAT, read_qat
 from .registry import CheckpointError, read_checkpoint, save_checkpoint
 
 
@@ -43,18 +44,31 @@ def package(
     recipe: str | None = None,
     notes: str = "",
 ) -> tuple[Path, Path]:
-    """Write `out` (.pt: model + model_config) and `out` with .json (the card)."""
+    """Write `out` (.pt) and `out` with .json (the card).
+
+    A training checkpoint keeps model + model_config; a QAT checkpoint (qat.pt) stays a QAT
+    checkpoint (its stage graphs' state, loadable by `load_qat`) with the new threshold.
+    """
     ckpt = read_checkpoint(checkpoint)
-    if not isinstance(ckpt, Mapping) or "model" not in ckpt or "model_config" not in ckpt:
-        raise CheckpointError(f"{checkpoint} is not an adpc training checkpoint")
+    qat = isinstance(ckpt, Mapping) and ckpt.get("format") == QAT_FORMAT
+    if not qat and (not isinstance(ckpt, Mapping) or "model" not in ckpt
+                    or "model_config" not in ckpt):
+        raise CheckpointError(f"{checkpoint} is not an adpc training or QAT checkpoint")
     config = {**ckpt["model_config"], "threshold": threshold}
-    weights = {"model": ckpt["model"], "model_config": config}
+    if qat:
+        read_qat(checkpoint)  # the full format check
+        weights = {**ckpt, "model_config": config}
+        train_config = dict(ckpt.get("extra", {})).get("train_config")
+    else:
+        weights = {"model": ckpt["model"], "model_config": config}
+        train_config = ckpt.get("train_config")
     save_checkpoint(weights, out)
     card = {
         "name": out.stem,
+        "kind": "qat int8 (fake-quant stage graphs)" if qat else "fp32",
         "model_config": config,
         "recipe": recipe,
-        "train_config": ckpt.get("train_config"),
+        "train_config": train_config,
         "training": training_summary(Path(checkpoint).parent / "log.jsonl"),
         "evaluation": evaluation,
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
