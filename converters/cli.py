@@ -549,6 +549,92 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------- run
+def add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="anytime segmentation of a camera, video or image folder under a budget",
+        description="Drives a bundle's stages on each frame until the budget says stop (a "
+        "stage the budget cannot afford is never started; the first exit always runs), draws "
+        "the latest exit over the frame with a HUD and writes a video/GIF plus a JSON report.",
+    )
+    p.add_argument("bundle", help="a bundle folder written by adpc convert")
+    p.add_argument("--source", default="samples",
+                   help="'samples' (the shipped drive), a camera index, a video file or a "
+                   "folder of frames (default samples)")
+    p.add_argument("--backend", default="executorch", help="executorch (default) or tflite")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--deadline-ms", type=float, default=None, help="per-frame deadline")
+    p.add_argument("--energy-mj", type=float, default=None, help="per-frame energy budget")
+    p.add_argument("--battery", default=None,
+                   help="battery allowance spread over the stream: e.g. '1%%' (per hour, needs "
+                   "--battery-wh unless a battery reports it) or '50mWh' (per session)")
+    p.add_argument("--battery-wh", type=float, default=None, help="battery capacity in Wh")
+    p.add_argument("--fps", type=float, default=10.0, help="frame rate for --battery and video")
+    p.add_argument("--threshold", default=None, help="CA threshold or 'off' (default: bundle's)")
+    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--out", default="runs/run", help="folder for overlay.mp4/.gif and run.json")
+    p.add_argument("--video", default="overlay.gif", help="file name of the overlay video")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=run_run)
+
+
+def _budget(args: argparse.Namespace):
+    from edge.budget import BatteryGovernor, Deadline, EnergyBudget, compose
+    from edge.power import battery_capacity_wh
+
+    battery = None
+    if args.battery:
+        wh = args.battery_wh or battery_capacity_wh()
+        battery = BatteryGovernor.from_cli(args.battery, fps=args.fps, battery_wh=wh,
+                                           frames=args.max_frames)
+    return compose(Deadline(args.deadline_ms) if args.deadline_ms is not None else None,
+                   EnergyBudget(args.energy_mj) if args.energy_mj is not None else None,
+                   battery)
+
+
+def run_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from edge.atomic import write_text
+    from edge.backends import open_backend
+    from edge.power import find_meter
+    from edge.runtime import AnytimeRunner
+    from edge.sources import open_source
+    from edge.stream import run_stream
+    from edge.viz import write_video
+
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UsageError("--max-frames must be >= 1")
+    budget = _budget(args)
+    backend = open_backend(args.backend, args.bundle, args.precision, threads=args.threads)
+    threshold = ("manifest" if args.threshold is None
+                 else parse_threshold(args.threshold, "--threshold"))
+    out = Path(args.out)
+    with backend, find_meter() as meter, open_source(args.source) as source:
+        runner = AnytimeRunner(backend, threshold, meter=meter)
+
+        def show(record) -> None:
+            if not args.json:
+                ms = record.exit_ms[-1] if record.exit_ms else 0.0
+                print(f"frame {record.index:4d}: exit {record.exit}, {ms:7.1f} ms, "
+                      f"{record.energy_mj:6.1f} mJ {record.stop_reason}", flush=True)
+
+        report, frames = run_stream(runner, source, budget, args.max_frames, args.deadline_ms,
+                                    show)
+        video = write_video(frames, out / args.video, fps=args.fps)
+        data = {**report.to_dict(), "energy_source": meter.source,
+                "cost_model": runner.cost_model.source}
+    write_text(out / "run.json", json.dumps(data, indent=1))
+    if args.json:
+        print(json.dumps(data))
+    else:
+        print(json.dumps(data["summary"]))
+        print(f"wrote {video} and {out / 'run.json'} (energy: {meter.source})")
+    return 0
+
+
 # ---------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -563,6 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval(sub)
     add_flops(sub)
     add_pack(sub)
+    add_run(sub)
     add_train(sub)
     add_verify(sub)
     return parser

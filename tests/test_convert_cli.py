@@ -88,3 +88,26 @@ def test_a_bad_manifest_is_rejected_in_one_line(capsys, bundle):
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     code, _, err = run(capsys, "verify", str(bundle))
     assert code == 2 and "stages[1].inputs[0].shape" in err and err.count("\n") == 1
+
+
+def test_run_writes_overlays_and_a_report(capsys, bundle, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, _ = run(capsys, "run", str(bundle), "--threads", "1", "--max-frames", "2",
+                          "--deadline-ms", "1000", "--out", str(out), "--json")
+    assert code == 0
+    data = json.loads(stdout)
+    assert data["summary"]["frames"] == 2 and data["summary"]["over_deadline"] == 0
+    assert all(f["exit"] == 4 for f in data["frames"])  # a generous deadline reaches the end
+    assert (out / "overlay.gif").stat().st_size > 0
+    assert json.loads((out / "run.json").read_text())["summary"] == data["summary"]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--deadline-ms", "-5"], "must be > 0"),
+    (["--battery", "lots"], "battery"),
+    (["--source", "/no/such/video.mp4"], "does not exist"),
+    (["--max-frames", "0"], "--max-frames"),
+])
+def test_run_user_errors_are_one_line(capsys, bundle, tmp_path, argv, needle):
+    code, _, err = run(capsys, "run", str(bundle), "--out", str(tmp_path / "r"), *argv)
+    assert code == 2 and needle in err and err.count("\n") == 1, err

@@ -364,3 +364,20 @@ def test_ptq_calibrates_and_converts_close_to_float(float_model, image):
     ref = float_with_masks(float_model, image, out.masks)
     for i in range(4):
         assert agreement(out.logits[i], ref[i]) >= 0.9, f"exit {i + 1}"
+
+
+def test_pack_keeps_a_qat_checkpoint_loadable(calibrated, tmp_path):
+    from model_zoo.package import package
+
+    path = save_qat(tmp_path / "qat.pt", calibrated, {"step": 7, "train_config": {"qat": True}})
+    out, card = package(path, tmp_path / "shipped_qat.pt", 0.5)
+    ckpt = read_qat(out)
+    assert ckpt["model_config"]["threshold"] == 0.5 and ckpt["mode"] == "qat"
+    restored = restore_qat(copy.deepcopy(calibrated), ckpt, out)
+    x = torch.randn(1, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert same(calibrated(x, threshold=0.5), restored(x, threshold=0.5))
+    import json
+
+    data = json.loads(card.read_text())
+    assert data["kind"].startswith("qat") and data["train_config"] == {"qat": True}

@@ -49,3 +49,20 @@ def test_shipped_threshold_override_and_mismatch(shipped):
         create_model("w18_small_v2", pretrained=True, num_classes=5)
     with pytest.raises(ValueError, match="no weights ship"):
         create_model("w48", pretrained=True)
+
+
+def test_shipped_qat_twin_agrees_with_fp32(int8_stages, shipped):
+    """The shipped QAT checkpoint feeds int8 conversion and segments like the fp32 model."""
+    from converters.export import calibration_images, shipped_qat_path
+
+    path = shipped_qat_path()
+    assert path is not None and path.stat().st_size < 50e6
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["kind"].startswith("qat") and card["model_config"]["threshold"] == 0.99
+    assert int8_stages.quantized_from == "qat"
+    with torch.no_grad():
+        for image in calibration_images(64, 128, count=3):
+            q = int8_stages.reference(image, threshold=None)
+            f = shipped(image, threshold=None)
+            agree = float((q.logits[3].argmax(1) == f.logits[3].argmax(1)).float().mean())
+            assert agree >= 0.85
