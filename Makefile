@@ -10,7 +10,7 @@ STAMP := $(VENV)/.adpc-installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,executorch,video]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,all]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -18,9 +18,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/adpc demo
 
+# Two pytest workers, one file each (the converter files share session fixtures within a
+# worker); every worker runs torch and ExecuTorch on one thread (tests/conftest.py).
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -589,9 +589,9 @@ def _budget(args: argparse.Namespace):
         wh = args.battery_wh or battery_capacity_wh()
         battery = BatteryGovernor.from_cli(args.battery, fps=args.fps, battery_wh=wh,
                                            frames=args.max_frames)
-    return compose(Deadline(args.deadline_ms) if args.deadline_ms is not None else None,
-                   EnergyBudget(args.energy_mj) if args.energy_mj is not None else None,
-                   battery)
+    budgets = [Deadline(args.deadline_ms) if args.deadline_ms is not None else None,
+               EnergyBudget(args.energy_mj) if args.energy_mj is not None else None, battery]
+    return compose(*budgets) if any(b is not None for b in budgets) else None
 
 
 def run_run(args: argparse.Namespace) -> int:

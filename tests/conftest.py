@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,17 @@ from torch import nn
 
 from model_zoo import create_model
 from model_zoo.masking import confidence
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers share two cores: one thread each, or spinning OpenMP / XNNPACK threads of
+    # one worker stall the other (measured: 40x slower training steps under contention).
+    torch.set_num_threads(1)
+    try:
+        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+    except ImportError:
+        pass
+    else:
+        _unsafe_reset_threadpool(1)
 
 FIXTURE_KEYS = Path(__file__).resolve().parent / "fixtures" / "hrnet_official_state_dict_keys.json"
 """Official HRNet segmentation keys, shapes and parameter counts (copied from shared/fixtures)."""
