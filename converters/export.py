@@ -14,6 +14,7 @@ puts the files and the manifest together; `converters.verify` runs them against 
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -182,13 +183,20 @@ def fold_constants(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     return gm
 
 
+def _quiet_copy(module: nn.Module) -> nn.Module:
+    """deepcopy of an exported graph without torch's per-node LeafSpec FutureWarning flood."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+        return copy.deepcopy(module)
+
+
 def export_stage(stages: StageSet, k: int, folded: bool = True) -> torch.export.ExportedProgram:
     """Stage k as an ExportedProgram at batch 1 and the bundle size, constants folded."""
     module = stages.modules[k - 1] if folded or stages.unfolded is None else stages.unfolded[k - 1]
     example = stages.example(k)
     try:
         with torch.no_grad():
-            gm = torch.export.export(copy.deepcopy(module), example).module()
+            gm = torch.export.export(_quiet_copy(module), example).module()
             fold_constants(gm)
             return torch.export.export(gm, example)
     except Exception as exc:  # export errors are long; keep the first line and the stage

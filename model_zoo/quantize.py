@@ -37,6 +37,7 @@ Checkpoints hold the state only, never the graphs (weights-only loading cannot r
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -359,7 +360,9 @@ def convert(q: QuantizedADPC, fold_quantize: bool = True) -> QuantizedADPC:
 
     if q.mode == "int8":
         raise ValueError("this model is already converted")
-    frozen = copy.deepcopy(q).eval()
+    with warnings.catch_warnings():  # torch warns per node when copying exported graphs
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+        frozen = copy.deepcopy(q).eval()
     graphs = [convert_pt2e(g, fold_quantize=fold_quantize) for g in frozen.graphs]
     return QuantizedADPC(graphs, q.config, q.height, q.width, q.dynamic_hw, "int8").eval()
 
