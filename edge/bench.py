@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -33,6 +34,9 @@ CALIBRATION_THRESHOLDS = (None, 0.9999, 0.999, 0.995, 0.99, 0.97, 0.9, 0.7)
 class ExitTiming:
     exit: int
     ms: float  # median cumulative latency with CA
+    p90_ms: float
+    p99_ms: float
+    cold_ms: float  # the first frame after loading, before any warm-up
     dense_ms: float  # median cumulative latency with CA off, same run
     ratio: float  # dense / CA (> 1: CA is faster)
     masked: float  # mean masked fraction of the stage ending in this exit
@@ -49,6 +53,7 @@ class BenchReport:
     repeats: int
     threshold: float | None
     cost_model: str
+    peak_rss_mb: float = 0.0  # of this process, after the run
     exits: list[ExitTiming] = field(default_factory=list)
     calibration: dict | None = None
 
@@ -76,6 +81,7 @@ def bench(
                                            "dense": [[] for _ in range(n_exits)]}
     masked: list[list[float]] = [[] for _ in range(n_exits)]
     predicted: list[list[float]] = [[] for _ in range(n_exits)]
+    cold = _cumulative([e.stage_ms for e in ca.run_frame(frames[0]).exits])
     for frame in frames:
         for _ in range(warmup):
             ca.run_frame(frame)
@@ -92,15 +98,28 @@ def bench(
                         masked[e.exit - 1].append(e.masked_fraction)
                         predicted[e.exit - 1].append(e.predicted.latency_ms)
     report = BenchReport(backend.name, backend.precision, backend.threads, device_name(),
-                         len(frames), repeats, ca.threshold, ca.cost_model.source)
+                         len(frames), repeats, ca.threshold, ca.cost_model.source,
+                         peak_rss_mb())
     for i in range(n_exits):
         if not times["ca"][i]:
             continue
         ms, dense_ms = statistics.median(times["ca"][i]), statistics.median(times["dense"][i])
+        p90, p99 = (float(np.percentile(times["ca"][i], q)) for q in (90, 99))
         pred = float(np.sum([statistics.median(p) for p in predicted[: i + 1] if p]))
-        report.exits.append(ExitTiming(i + 1, ms, dense_ms, dense_ms / ms if ms else 0.0,
-                                       float(np.mean(masked[i])), pred))
+        report.exits.append(ExitTiming(
+            i + 1, ms, p90, p99, cold[i] if i < len(cold) else float("nan"), dense_ms,
+            dense_ms / ms if ms else 0.0, float(np.mean(masked[i])), pred))
     return report
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (Linux / macOS), 0 where unknown."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def calibrate(
@@ -147,12 +166,14 @@ def store_cost_table(folder: str | Path, key: str, table: dict) -> Manifest:
 
 
 def format_report(report: BenchReport) -> str:
-    head = (f"{'exit':>4} {'CA ms':>9} {'dense ms':>9} {'dense/CA':>9} {'masked':>7} "
-            f"{'predicted':>10}")
+    head = (f"{'exit':>4} {'CA p50':>8} {'p90':>8} {'p99':>8} {'cold':>8} {'dense p50':>9} "
+            f"{'dense/CA':>9} {'masked':>7} {'predicted':>10}")
     lines = [f"{report.backend} {report.precision}, {report.threads or 'default'} threads, "
-             f"{report.frames} frames x {report.repeats} repeats, threshold {report.threshold}, "
-             f"medians; cost model: {report.cost_model}", head, "-" * len(head)]
+             f"{report.frames} frames x {report.repeats} repeats, threshold {report.threshold}; "
+             f"cumulative ms per exit; cost model: {report.cost_model}; peak RSS "
+             f"{report.peak_rss_mb:.0f} MB", head, "-" * len(head)]
     for e in report.exits:
-        lines.append(f"{e.exit:>4} {e.ms:>9.2f} {e.dense_ms:>9.2f} {e.ratio:>8.2f}x "
-                     f"{e.masked:>7.1%} {e.predicted_ms:>10.2f}")
+        lines.append(f"{e.exit:>4} {e.ms:>8.2f} {e.p90_ms:>8.2f} {e.p99_ms:>8.2f} "
+                     f"{e.cold_ms:>8.2f} {e.dense_ms:>9.2f} {e.ratio:>8.2f}x {e.masked:>7.1%} "
+                     f"{e.predicted_ms:>10.2f}")
     return "\n".join(lines)

@@ -52,7 +52,9 @@ def test_bench_compares_with_dense_and_calibrates(capsys, bundle, tmp_path):
     assert code == 0 and "dense/CA" in out
     data = json.loads(report.read_text())
     assert [e["exit"] for e in data["exits"]] == [1, 2, 3, 4]
-    assert all(e["ms"] > 0 and e["dense_ms"] > 0 for e in data["exits"])
+    assert all(e["ms"] > 0 and e["dense_ms"] > 0 and e["cold_ms"] > 0 for e in data["exits"])
+    assert all(e["p99_ms"] >= e["p90_ms"] >= e["ms"] * 0.999 for e in data["exits"])
+    assert data["peak_rss_mb"] > 50
     assert data["cost_model"].startswith("calibrated")
     with open_backend("executorch", bundle, threads=1) as backend:  # the table is stored...
         assert cost_table_key(backend) in read_bundle(bundle).cost_tables
