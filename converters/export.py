@@ -63,15 +63,6 @@ class Source:
     qat_path: Path | None  # a qat.pt from `adpc train --qat`
     checkpoint: Path | None  # the file the float model came from (None: built in memory)
 
-    @property
-    def config(self) -> ADPCConfig:
-        if self.float_model is not None:
-            return self.float_model.config
-        from model_zoo.quantize import read_qat
-
-        values = dict(read_qat(self.qat_path)["model_config"])
-        return ADPCConfig(**values)
-
 
 def shipped_qat_path(name: str = "w18_small_v2") -> Path | None:
     """The shipped QAT checkpoint next to the float weights, if it exists."""
@@ -111,7 +102,6 @@ class StageSet:
     modules: list[nn.Module]
     unfolded: list[nn.Module] | None
     reference: AnytimeChain
-    float_reference: AnytimeChain | None
     quantized_from: str | None  # "qat" | "ptq" | None
 
     @property
@@ -144,7 +134,7 @@ def stage_set(source: Source, precision: str, height: int, width: int) -> StageS
         model = copy.deepcopy(float_model).eval()
         modules: list[nn.Module] = [StageGraph(model, k).eval()
                                     for k in range(1, NUM_STAGES + 1)]
-        return StageSet(model.config, height, width, "fp32", modules, None, model, model, None)
+        return StageSet(model.config, height, width, "fp32", modules, None, model, None)
     from model_zoo.quantize import calibrate, convert, load_qat, prepare_ptq
 
     if source.qat_path is not None:
@@ -158,7 +148,7 @@ def stage_set(source: Source, precision: str, height: int, width: int) -> StageS
         kind = "ptq"
     folded, unfolded = convert(q), convert(q, fold_quantize=False)
     return StageSet(q.config, height, width, "int8", list(folded.graphs), list(unfolded.graphs),
-                    folded, float_model, kind)
+                    folded, kind)
 
 
 def _is_qdq(node: torch.fx.Node) -> bool:

@@ -138,3 +138,29 @@ def et_fp32_bundle(fp32_stages, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("et") / "fp32"
     return convert_stages(out, fp32_stages, ["executorch"], {"checkpoint": "in memory"})
+
+
+def assert_damaged_files_rejected(bundle, tmp_path, backend: str, precision: str,
+                                  load_error: str) -> None:
+    """Truncated and same-size corrupt copies of a backend's file: read_bundle names the
+    problem, and a runtime handed the file without the checks fails in one line."""
+    import shutil
+
+    from edge.backends import open_backend
+    from edge.bundle import BundleError, read_bundle
+
+    copy = tmp_path / "damaged"
+    shutil.copytree(bundle, copy)
+    manifest = read_bundle(copy)
+    (entry,) = manifest.files_for(backend, precision)
+    path = copy / entry.path
+    data = path.read_bytes()
+    corrupt = bytearray(data)
+    corrupt[:64] = bytes(64)  # same size, broken header
+    for damaged, problem in ((data[: len(data) // 2], "truncated"), (bytes(corrupt), "sha256")):
+        path.write_bytes(damaged)
+        with pytest.raises(BundleError, match=problem):
+            read_bundle(copy)
+        with pytest.raises(BundleError, match=load_error) as info:
+            open_backend(backend, copy, precision, manifest=manifest)
+        assert "\n" not in str(info.value)

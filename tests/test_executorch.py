@@ -6,16 +6,15 @@ drive them through the numpy host loop every runtime uses (edge.runtime.iter_exi
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 import torch
+from conftest import assert_damaged_files_rejected
 
 from converters.convert import convert_stages
 from converters.verify import check_backend, frames_for
 from edge.backends import BackendUnavailable, open_backend
-from edge.bundle import BundleError, read_bundle
+from edge.bundle import read_bundle
 from edge.runtime import iter_exits
 
 pytest.importorskip("executorch.runtime", reason="pip install 'adpc[executorch]'")
@@ -101,21 +100,5 @@ def test_missing_backend_names_the_fix(fp32_bundle):
 
 
 def test_corrupt_and_truncated_programs_are_rejected(fp32_bundle, tmp_path):
-    copy = tmp_path / "bundle"
-    shutil.copytree(fp32_bundle.bundle, copy)
-    manifest = read_bundle(copy)
-    (entry,) = manifest.files_for("executorch")
-    path = copy / entry.path
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(BundleError, match="truncated"):
-        read_bundle(copy)
-    corrupt = bytearray(data)
-    corrupt[:64] = bytes(64)  # same size, broken header
-    path.write_bytes(bytes(corrupt))
-    with pytest.raises(BundleError, match="sha256"):
-        read_bundle(copy)
-    # a runtime handed the file without the checks still fails in one line
-    with pytest.raises(BundleError, match="not a loadable ExecuTorch program") as info:
-        open_backend("executorch", copy, manifest=manifest)
-    assert "\n" not in str(info.value)
+    assert_damaged_files_rejected(fp32_bundle.bundle, tmp_path, "executorch", "fp32",
+                                  "not a loadable ExecuTorch program")

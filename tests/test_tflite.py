@@ -6,14 +6,13 @@ checks drive them through the numpy host loop every runtime uses (edge.runtime.i
 
 from __future__ import annotations
 
-import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import imported_top_level
+from conftest import assert_damaged_files_rejected, imported_top_level
 
 from converters.convert import convert_stages
 from converters.verify import check_backend, frames_for
@@ -107,26 +106,8 @@ def test_threads_and_bad_inputs(int8_bundle):
 
 
 def test_corrupt_and_truncated_files_are_rejected(int8_bundle, tmp_path):
-    copy = tmp_path / "bundle"
-    shutil.copytree(int8_bundle.bundle, copy)
-    manifest = read_bundle(copy)
-    (entry,) = manifest.files_for("tflite")
-    path = copy / entry.path
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(BundleError, match="truncated"):
-        read_bundle(copy)
-    # a runtime handed the file without the checks still fails in one line
-    with pytest.raises(BundleError, match="not a loadable .tflite") as info:
-        open_backend("tflite", copy, "int8", manifest=manifest)
-    assert "\n" not in str(info.value)
-    corrupt = bytearray(data)
-    corrupt[:64] = bytes(64)  # same size, broken header
-    path.write_bytes(bytes(corrupt))
-    with pytest.raises(BundleError, match="sha256"):
-        read_bundle(copy)
-    with pytest.raises(BundleError, match="not a loadable .tflite"):
-        open_backend("tflite", copy, "int8", manifest=manifest)
+    assert_damaged_files_rejected(int8_bundle.bundle, tmp_path, "tflite", "int8",
+                                  "not a loadable .tflite")
 
 
 def test_io_that_does_not_match_the_file_is_rejected(fp32_bundle):
