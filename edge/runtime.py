@@ -19,7 +19,7 @@ import numpy as np
 from .backends.base import Backend
 from .budget import Budget, StageCost
 from .costmodel import CostModel
-from .host import carry_over, compute_mask, confidence, masked_fraction
+from .host import carry_over, compute_mask, confidence
 from .power import EnergyMeter
 
 
@@ -134,8 +134,7 @@ class AnytimeRunner:
                 raw, state = outputs[-1], outputs[:-1]
                 carried = raw if carried is None else carry_over(carried, raw, mask)
                 exit_index += 1
-                yield ExitResult(exit_index, k, carried, mask,
-                                 0.0 if mask is None else masked_fraction(mask), stage_ms,
+                yield ExitResult(exit_index, k, carried, mask, 1.0 - computed, stage_ms,
                                  (time.perf_counter() - start) * 1e3, energy, predicted)
         finally:
             if budget is not None:

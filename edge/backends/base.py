@@ -80,6 +80,7 @@ class Backend(ABC):
     ) -> None:
         self.folder = Path(bundle)
         self.manifest = manifest if manifest is not None else read_bundle(self.folder)
+        precision = self._float_alias(precision)
         self.precision = precision
         self.threads = threads
         files = self.manifest.files_for(self.name, precision)
@@ -108,6 +109,14 @@ class Backend(ABC):
     def _run(self, k: int, inputs: list[np.ndarray]) -> list[np.ndarray]: ...
 
     # ---------------------------------------------------------------------------- shared
+    def _float_alias(self, precision: str) -> str:
+        """"fp32" means the float files: a backend whose bundle holds them as fp16 (Core ML)
+        gets those."""
+        files = self.manifest.files_for
+        if precision == "fp32" and not files(self.name, "fp32") and files(self.name, "fp16"):
+            return "fp16"
+        return precision
+
     def stage(self, k: int) -> StageSpec:
         return self.manifest.stages[k - 1]
 

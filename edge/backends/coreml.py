@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..bundle import BundleError, FileEntry, Manifest, read_bundle
+from ..bundle import BundleError, FileEntry
 from .base import Backend, BackendUnavailable
 
 MACOS_ONLY = ("Core ML predictions need macOS (coremltools cannot run models on Linux); the "
@@ -65,14 +65,6 @@ def unpack_mlpackage(archive: str | Path, dest: str | Path) -> Path:
     return dest / tops.pop()
 
 
-def _float_precision(manifest: Manifest, precision: str) -> str:
-    """Precision fp32 means the float files, which Core ML bundles hold as fp16."""
-    if precision == "fp32" and not manifest.files_for("coreml", "fp32") \
-            and manifest.files_for("coreml", "fp16"):
-        return "fp16"
-    return precision
-
-
 def _compute_units(ct: Any) -> Any:
     name = os.environ.get(COMPUTE_UNITS_ENV, "ALL").upper()
     if name not in ct.ComputeUnit.__members__:
@@ -86,21 +78,12 @@ class CoreMLBackend(Backend):
 
     name = "coreml"
 
-    def __init__(
-        self,
-        bundle: str | Path,
-        precision: str = "fp32",
-        threads: int | None = None,
-        manifest: Manifest | None = None,
-    ) -> None:
-        manifest = manifest if manifest is not None else read_bundle(bundle)
-        self._models: dict[int, Any] = {}
-        self._tmp: Path | None = None
-        super().__init__(bundle, _float_precision(manifest, precision), threads, manifest)
+    _tmp: Path | None = None
 
     # ----------------------------------------------------------------------- subclass API
     def _load(self, entry: FileEntry) -> None:
         """Load every stage's package (`self.entries`: one file per stage)."""
+        self._models: dict[int, Any] = {}
         if sys.platform != "darwin":
             raise BackendUnavailable(MACOS_ONLY)
         try:
