@@ -1,0 +1,132 @@
+// C ABI of the masked-conv core, for the PyTorch binding (ctypes) and the exactness tests.
+//
+// Threads: a small persistent pool whose idle workers sleep on a condition variable (never
+// spin: spinning workers slow down whatever runs between our convs, TOOLCHAIN.md).
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "masked_conv.h"
+
+namespace {
+
+class Pool {
+ public:
+  ~Pool() { resize(1); }
+
+  // Run fn(i) for i in [0, tasks) on `threads` threads (the caller is one of them).
+  void run(int threads, int tasks, const std::function<void(int)>& fn) {
+    if (threads <= 1 || tasks <= 1) {
+      for (int i = 0; i < tasks; ++i) fn(i);
+      return;
+    }
+    resize(threads);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = &fn;
+      tasks_ = tasks;
+      next_.store(0);
+      busy_ = static_cast<int>(workers_.size());
+      ++generation_;
+    }
+    wake_.notify_all();
+    drain(fn, tasks);
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [this] { return busy_ == 0; });
+    job_ = nullptr;
+  }
+
+ private:
+  void drain(const std::function<void(int)>& fn, int tasks) {
+    for (int i = next_.fetch_add(1); i < tasks; i = next_.fetch_add(1)) fn(i);
+  }
+
+  void resize(int threads) {
+    const size_t want = static_cast<size_t>(threads > 1 ? threads - 1 : 0);
+    if (workers_.size() == want) return;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+      ++generation_;
+    }
+    wake_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+    stop_ = false;
+    const uint64_t start = generation_;  // workers react to the next job, even if they start late
+    for (size_t i = 0; i < want; ++i) workers_.emplace_back([this, start] { work(start); });
+  }
+
+  void work(uint64_t seen) {
+    for (;;) {
+      const std::function<void(int)>* job;
+      int tasks;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+        if (stop_) return;
+        seen = generation_;
+        job = job_;
+        tasks = tasks_;
+      }
+      if (job) drain(*job, tasks);
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (--busy_ == 0) done_.notify_one();
+    }
+  }
+
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  const std::function<void(int)>* job_ = nullptr;
+  int tasks_ = 0;
+  int busy_ = 0;
+  bool stop_ = false;
+  uint64_t generation_ = 0;
+  std::atomic<int> next_{0};
+};
+
+Pool& pool() {
+  static Pool p;
+  return p;
+}
+
+}  // namespace
+
+extern "C" {
+
+int adpc_abi_version() { return 1; }
+
+// Returns 0 on success, a positive code naming the bad argument otherwise.
+int adpc_masked_conv2d(int n, int h, int w, int cin, int cout, int cout_pad, int k, int stride,
+                       int pad, const float* x, const float* weight, const float* bias,
+                       const float* mask, const float* taps, int window, const float* scale,
+                       const float* shift, const float* residual, int relu, float* out,
+                       int threads) {
+  if (n <= 0 || h <= 0 || w <= 0 || cin <= 0 || cout <= 0 || k <= 0 || stride <= 0 || pad < 0)
+    return 1;
+  if (cout_pad < cout || cout_pad % adpc::kChannelAlign != 0) return 2;
+  if (taps && (window <= 0 || window % 2 == 0)) return 3;
+  adpc::MaskedConvArgs a;
+  a.n = n; a.h = h; a.w = w; a.cin = cin; a.cout = cout; a.cout_pad = cout_pad;
+  a.k = k; a.stride = stride; a.pad = pad;
+  a.ho = adpc::conv_out_size(h, k, stride, pad);
+  a.wo = adpc::conv_out_size(w, k, stride, pad);
+  if (a.ho <= 0 || a.wo <= 0) return 4;
+  a.x = x; a.weight = weight; a.bias = bias; a.mask = mask; a.taps = taps; a.window = window;
+  a.scale = scale; a.shift = shift; a.residual = residual; a.relu = relu != 0; a.out = out;
+  static thread_local adpc::Workspace ws;
+  adpc::masked_conv2d(a, ws, threads, [threads](int tasks, const std::function<void(int)>& fn) {
+    pool().run(threads, tasks, fn);
+  });
+  return 0;
+}
+
+void adpc_pack_weight(const float* oihw, int cout, int cin, int k, float* packed) {
+  adpc::pack_weight(oihw, cout, cin, k, packed);
+}
+
+}  // extern "C"

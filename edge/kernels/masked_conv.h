@@ -1,0 +1,312 @@
+// Block-sparse masked convolution: the one C++ core behind every binding.
+//
+// Semantics (SPEC.md section 4, ADP-C): y = conv(x) + bias is computed only where the mask is 1
+// ("active"); a skipped pixel gets the RBF fill of the active neighbours,
+// fill(p) = sum_{d != 0} t[dy] t[dx] y(p + d) over active p + d, and 0 when no active pixel is
+// in its window. No mask dilation is needed: a skipped pixel's value is the fill, never the
+// true conv. An optional epilogue (per-channel scale/shift = folded BN, residual add, ReLU)
+// then runs on every pixel, exactly as BN/add/ReLU run on the whole map in the reference.
+//
+// Layout: activations NHWC (channels last), fp32. Weights packed [k][k][cin][cout_pad] with
+// cout_pad a multiple of 8 (zero padding), so the innermost loop runs over output channels.
+//
+// Portable C++17: no intrinsics. The hot loops are written with compile-time tile sizes so the
+// compiler vectorises them for whatever ISA it targets (NEON on aarch64; on x86-64 the
+// bindings compile clones for AVX-512/AVX2/baseline and pick one at load time).
+//
+// Threading is the caller's: every entry point takes a `Parallel` callable
+// `par(num_tasks, fn)` that must call fn(i) once for each i in [0, num_tasks). The ExecuTorch
+// binding passes ExecuTorch's pool, the C API its own.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#if defined(__GNUC__)
+#define ADPC_INLINE inline __attribute__((always_inline))
+#else
+#define ADPC_INLINE inline
+#endif
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(ADPC_NO_CLONES)
+#define ADPC_CLONES __attribute__((target_clones("arch=skylake-avx512", "avx2", "default")))
+#else
+#define ADPC_CLONES
+#endif
+
+namespace adpc {
+
+constexpr int kChannelAlign = 8;
+constexpr int kMaxRun = 64;  // pixels per work item: long rows are split for load balance
+
+struct MaskedConvArgs {
+  int n = 0, h = 0, w = 0, cin = 0;   // input, NHWC
+  int ho = 0, wo = 0, cout = 0;       // output, NHWC
+  int cout_pad = 0;                   // packed weight's last dim (multiple of kChannelAlign)
+  int k = 3, stride = 1, pad = 1;
+  const float* x = nullptr;           // [n][h][w][cin]
+  const float* weight = nullptr;      // [k][k][cin][cout_pad]
+  const float* bias = nullptr;        // [cout] or null
+  const float* mask = nullptr;        // [n][ho][wo], 1 = compute, 0 = skip
+  const float* taps = nullptr;        // [window] 1-D fill taps t (2-D kernel = t t^T), or null
+  int window = 0;
+  const float* scale = nullptr;       // [cout] or null (epilogue: y * scale + shift)
+  const float* shift = nullptr;       // [cout] or null
+  const float* residual = nullptr;    // [n][ho][wo][cout] or null
+  bool relu = false;
+  float* out = nullptr;               // [n][ho][wo][cout]
+};
+
+inline int conv_out_size(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
+inline int padded_channels(int c) { return (c + kChannelAlign - 1) / kChannelAlign * kChannelAlign; }
+
+// Half-open run of active pixels [x0, x1) in output row `row` (= image * ho + oy).
+struct Run {
+  int32_t row, x0, x1;
+};
+
+// Row runs of active pixels, split at kMaxRun; plus, per output row, the span
+// [first active, last active + 1) (empty span: lo == hi).
+struct RunList {
+  std::vector<Run> runs;
+  std::vector<int32_t> span_lo, span_hi;
+  int64_t active = 0;
+
+  void build(const float* mask, int rows, int width) {
+    runs.clear();
+    span_lo.assign(rows, 0);
+    span_hi.assign(rows, 0);
+    active = 0;
+    for (int r = 0; r < rows; ++r) {
+      const float* m = mask + static_cast<int64_t>(r) * width;
+      int x = 0;
+      bool first = true;
+      while (x < width) {
+        while (x < width && m[x] == 0.0f) ++x;
+        if (x >= width) break;
+        int end = x;
+        while (end < width && m[end] != 0.0f) ++end;
+        if (first) span_lo[r] = x;
+        first = false;
+        span_hi[r] = end;
+        active += end - x;
+        for (int s = x; s < end; s += kMaxRun) runs.push_back({r, s, std::min(end, s + kMaxRun)});
+        x = end;
+      }
+    }
+  }
+};
+
+namespace detail {
+
+// Zero row for out-of-image taps, large enough for any cin of the model.
+inline const float* zeros(int cin) {
+  static thread_local std::vector<float> z;
+  if (static_cast<int>(z.size()) < cin) z.assign(cin, 0.0f);
+  return z.data();
+}
+
+// P output pixels x T output channels, accumulated in registers over all taps and cin.
+template <int P, int T>
+ADPC_INLINE void conv_tile(const MaskedConvArgs& a, int image, int oy, int ox, int co,
+                      float* __restrict out) {
+  float acc[P][T];
+  for (int p = 0; p < P; ++p)
+    for (int t = 0; t < T; ++t) acc[p][t] = 0.0f;
+  const float* zero = zeros(a.cin);
+  const int64_t img = static_cast<int64_t>(image) * a.h;
+  for (int ky = 0; ky < a.k; ++ky) {
+    const int iy = oy * a.stride - a.pad + ky;
+    const bool row_in = iy >= 0 && iy < a.h;
+    const float* xrow = a.x + (img + (row_in ? iy : 0)) * a.w * a.cin;
+    for (int kx = 0; kx < a.k; ++kx) {
+      const float* src[P];
+      for (int p = 0; p < P; ++p) {
+        const int ix = (ox + p) * a.stride - a.pad + kx;
+        src[p] = (row_in && ix >= 0 && ix < a.w) ? xrow + static_cast<int64_t>(ix) * a.cin : zero;
+      }
+      const float* wtap = a.weight + static_cast<int64_t>(ky * a.k + kx) * a.cin * a.cout_pad + co;
+      for (int ci = 0; ci < a.cin; ++ci) {
+        const float* __restrict wr = wtap + static_cast<int64_t>(ci) * a.cout_pad;
+        for (int p = 0; p < P; ++p) {
+          const float v = src[p][ci];
+          for (int t = 0; t < T; ++t) acc[p][t] += v * wr[t];
+        }
+      }
+    }
+  }
+  const int valid = std::min(T, a.cout - co);
+  for (int p = 0; p < P; ++p) {
+    float* o = out + static_cast<int64_t>(p) * a.cout + co;
+    for (int t = 0; t < valid; ++t) o[t] = acc[p][t] + (a.bias ? a.bias[co + t] : 0.0f);
+  }
+}
+
+template <int P, int T>
+ADPC_INLINE void conv_pixels(const MaskedConvArgs& a, int image, int oy, int x0, int x1, int co,
+                             float* out_row) {
+  int x = x0;
+  for (; x + P <= x1; x += P) conv_tile<P, T>(a, image, oy, x, co, out_row + static_cast<int64_t>(x) * a.cout);
+  if (P > 4)
+    for (; x + 4 <= x1; x += 4) conv_tile<4, T>(a, image, oy, x, co, out_row + static_cast<int64_t>(x) * a.cout);
+  for (; x < x1; ++x) conv_tile<1, T>(a, image, oy, x, co, out_row + static_cast<int64_t>(x) * a.cout);
+}
+
+// Output channels are split into tiles that keep P x T accumulators in registers; narrow
+// layers (18 channels, padded to 24) take the whole width in one tile.
+ADPC_CLONES
+inline void conv_run(const MaskedConvArgs& a, const Run& run) {
+  const int image = run.row / a.ho, oy = run.row % a.ho;
+  float* out_row = a.out + static_cast<int64_t>(run.row) * a.wo * a.cout;
+  const int x0 = run.x0, x1 = run.x1;
+  switch (a.cout_pad) {
+    case 8: conv_pixels<8, 8>(a, image, oy, x0, x1, 0, out_row); return;
+    case 16: conv_pixels<8, 16>(a, image, oy, x0, x1, 0, out_row); return;
+    case 24: conv_pixels<8, 24>(a, image, oy, x0, x1, 0, out_row); return;
+    default: break;
+  }
+  int co = 0;
+  for (; co + 48 <= a.cout_pad; co += 48) conv_pixels<4, 48>(a, image, oy, x0, x1, co, out_row);
+  for (; co + 32 <= a.cout_pad; co += 32) conv_pixels<6, 32>(a, image, oy, x0, x1, co, out_row);
+  for (; co + 16 <= a.cout_pad; co += 16) conv_pixels<8, 16>(a, image, oy, x0, x1, co, out_row);
+  for (; co < a.cout_pad; co += 8) conv_pixels<8, 8>(a, image, oy, x0, x1, co, out_row);
+}
+
+// Horizontal fill pass of row r over [lo, hi): hbuf[x] = sum_dx t[dx] * y_active(r, x + dx).
+ADPC_CLONES
+inline void fill_rows(const MaskedConvArgs& a, const RunList& rl, int r, float* hrow, int lo, int hi) {
+  const int R = a.window / 2, C = a.cout;
+  const float* m = a.mask + static_cast<int64_t>(r) * a.wo;
+  const float* y = a.out + static_cast<int64_t>(r) * a.wo * C;
+  (void)rl;
+  for (int x = lo; x < hi; ++x) {
+    float* __restrict h = hrow + static_cast<int64_t>(x) * C;
+    for (int c = 0; c < C; ++c) h[c] = 0.0f;
+    const int d0 = std::max(-R, -x), d1 = std::min(R, a.wo - 1 - x);
+    for (int d = d0; d <= d1; ++d) {
+      if (m[x + d] == 0.0f) continue;
+      const float t = a.taps[d + R];
+      const float* __restrict src = y + static_cast<int64_t>(x + d) * C;
+      for (int c = 0; c < C; ++c) h[c] += t * src[c];
+    }
+  }
+}
+
+ADPC_INLINE void epilogue(const MaskedConvArgs& a, float* __restrict o, const float* __restrict res) {
+  const int C = a.cout;
+  if (a.scale)
+    for (int c = 0; c < C; ++c) o[c] = o[c] * a.scale[c] + (a.shift ? a.shift[c] : 0.0f);
+  else if (a.shift)
+    for (int c = 0; c < C; ++c) o[c] += a.shift[c];
+  if (res)
+    for (int c = 0; c < C; ++c) o[c] += res[c];
+  if (a.relu)
+    for (int c = 0; c < C; ++c) o[c] = o[c] > 0.0f ? o[c] : 0.0f;
+}
+
+// Vertical fill of the skipped pixels of output row r, then the epilogue on the whole row.
+ADPC_CLONES
+inline void finish_row(const MaskedConvArgs& a, const RunList& rl, const float* hbuf, int r) {
+  const int R = a.window / 2, C = a.cout;
+  const int image = r / a.ho, oy = r % a.ho;
+  const float* m = a.mask + static_cast<int64_t>(r) * a.wo;
+  float* out = a.out + static_cast<int64_t>(r) * a.wo * C;
+  const float* res = a.residual ? a.residual + static_cast<int64_t>(r) * a.wo * C : nullptr;
+  // Union of the H spans of the rows in the vertical window: outside it the fill is 0.
+  int ulo = a.wo, uhi = 0;
+  if (a.taps) {
+    for (int dy = -R; dy <= R; ++dy) {
+      const int yy = oy + dy;
+      if (yy < 0 || yy >= a.ho) continue;
+      const int rr = image * a.ho + yy;
+      if (rl.span_lo[rr] >= rl.span_hi[rr]) continue;
+      ulo = std::min(ulo, std::max(0, rl.span_lo[rr] - R));
+      uhi = std::max(uhi, std::min(a.wo, rl.span_hi[rr] + R));
+    }
+  }
+  for (int x = 0; x < a.wo; ++x) {
+    float* __restrict o = out + static_cast<int64_t>(x) * C;
+    if (m[x] == 0.0f) {
+      for (int c = 0; c < C; ++c) o[c] = 0.0f;
+      if (x >= ulo && x < uhi) {
+        for (int dy = -R; dy <= R; ++dy) {
+          const int yy = oy + dy;
+          if (yy < 0 || yy >= a.ho) continue;
+          const int rr = image * a.ho + yy;
+          const int lo = std::max(0, rl.span_lo[rr] - R), hi = std::min(a.wo, rl.span_hi[rr] + R);
+          if (rl.span_lo[rr] >= rl.span_hi[rr] || x < lo || x >= hi) continue;
+          const float t = a.taps[dy + R];
+          const float* __restrict h = hbuf + (static_cast<int64_t>(rr) * a.wo + x) * C;
+          for (int c = 0; c < C; ++c) o[c] += t * h[c];
+        }
+      }
+    }
+    epilogue(a, o, res ? res + static_cast<int64_t>(x) * C : nullptr);
+  }
+}
+
+}  // namespace detail
+
+// Scratch the caller keeps between calls (run list + horizontal-fill buffer), so a forward
+// does not allocate per conv.
+struct Workspace {
+  RunList runs;
+  std::vector<float> hbuf;
+  std::vector<int32_t> task_begin;
+};
+
+// Split runs into about `tasks` groups of equal pixel count (threads split by pixels, not runs).
+inline void balance(const RunList& rl, int tasks, std::vector<int32_t>& begin) {
+  begin.assign(1, 0);
+  const int64_t total = std::max<int64_t>(rl.active, 1);
+  int64_t acc = 0;
+  for (size_t i = 0; i < rl.runs.size(); ++i) {
+    acc += rl.runs[i].x1 - rl.runs[i].x0;
+    if (acc * tasks >= total * static_cast<int64_t>(begin.size()) && i + 1 < rl.runs.size())
+      begin.push_back(static_cast<int32_t>(i + 1));
+  }
+  begin.push_back(static_cast<int32_t>(rl.runs.size()));
+}
+
+// The whole masked conv. `threads` only sizes the work split; `par` runs it.
+template <typename Parallel>
+void masked_conv2d(const MaskedConvArgs& a, Workspace& ws, int threads, Parallel&& par) {
+  const int rows = a.n * a.ho;
+  ws.runs.build(a.mask, rows, a.wo);
+  const int tasks = std::max(1, threads) * 4;
+  balance(ws.runs, tasks, ws.task_begin);
+  const int groups = static_cast<int>(ws.task_begin.size()) - 1;
+  par(groups, [&](int g) {
+    for (int i = ws.task_begin[g]; i < ws.task_begin[g + 1]; ++i) detail::conv_run(a, ws.runs.runs[i]);
+  });
+  if (a.taps && a.window > 1) {
+    const int R = a.window / 2;
+    const size_t need = static_cast<size_t>(rows) * a.wo * a.cout;
+    if (ws.hbuf.size() < need) ws.hbuf.resize(need);
+    float* hbuf = ws.hbuf.data();
+    par(rows, [&](int r) {
+      const RunList& rl = ws.runs;
+      if (rl.span_lo[r] >= rl.span_hi[r]) return;
+      const int lo = std::max(0, rl.span_lo[r] - R), hi = std::min(a.wo, rl.span_hi[r] + R);
+      detail::fill_rows(a, rl, r, hbuf + static_cast<int64_t>(r) * a.wo * a.cout, lo, hi);
+    });
+  }
+  par(rows, [&](int r) { detail::finish_row(a, ws.runs, ws.hbuf.data(), r); });
+}
+
+// Pack an OIHW weight into [k][k][cin][cout_pad] (zeros in the padding).
+inline void pack_weight(const float* oihw, int cout, int cin, int k, float* packed) {
+  const int cp = padded_channels(cout);
+  std::memset(packed, 0, sizeof(float) * static_cast<size_t>(k) * k * cin * cp);
+  for (int o = 0; o < cout; ++o)
+    for (int i = 0; i < cin; ++i)
+      for (int ky = 0; ky < k; ++ky)
+        for (int kx = 0; kx < k; ++kx)
+          packed[((static_cast<int64_t>(ky) * k + kx) * cin + i) * cp + o] =
+              oihw[((static_cast<int64_t>(o) * cin + i) * k + ky) * k + kx];
+}
+
+}  // namespace adpc
