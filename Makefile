@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.adpc-installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean system-packages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,13 @@ demo: $(STAMP)
 
 # Two pytest workers, one file each (the converter files share session fixtures within a
 # worker); every worker runs torch and ExecuTorch on one thread (tests/conftest.py).
-test: $(STAMP)
+test: $(STAMP) system-packages
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+# Debian packages for the aarch64 cross check (best effort; tests skip with a reason without).
+system-packages:
+	@sh tools/system_packages.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from edge.bundle import Manifest, read_bundle, sha256_of, write_bundle
 
-from .export import BackendFiles, Source, StageSet, load_source, stage_set
+from .export import BackendFiles, ExportError, Source, StageSet, load_source, stage_set
 from .stages import build_manifest
 
 BACKENDS = ("executorch", "tflite", "coreml")
@@ -94,14 +94,21 @@ def convert_bundle(
     width: int,
     checkpoint: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    sparse: bool = False,
 ) -> ConvertResult:
-    """Convert a checkpoint (None: the shipped model) into the bundle folder `out`."""
+    """Convert a checkpoint (None: the shipped model) into the bundle folder `out`.
+
+    sparse: ExecuTorch only; the stage files call the native sparse masked conv.
+    """
     say = progress or (lambda _msg: None)
+    if sparse and list(backends) != ["executorch"]:
+        raise ExportError("--sparse runs only in ExecuTorch (and PyTorch): use --backend "
+                          "executorch")
     for name in backends:
         backend_module(name)  # a missing extra fails before the slow steps
     source = load_source(checkpoint)
     say(f"building the {precision} stage graphs at {height}x{width}"
         + (" (PTQ calibration on synthetic scenes)" if precision == "int8"
            and source.qat_path is None else ""))
-    stages = stage_set(source, precision, height, width)
+    stages = stage_set(source, precision, height, width, sparse)
     return convert_stages(out, stages, backends, provenance(source, stages), say)

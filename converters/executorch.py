@@ -95,6 +95,16 @@ def _method_io(stages: StageSet, k: int, params: list[Quantization | None]) -> M
     return MethodIO(inputs, outputs)
 
 
+SPARSE_KERNELS = ("adpc::masked_conv2d",)
+
+
+def _compile_config(stages: StageSet):
+    """Sparse programs carry a custom op, which the edge-dialect IR check does not know."""
+    from executorch.exir import EdgeCompileConfig
+
+    return EdgeCompileConfig(_check_ir_validity=not stages.sparse)
+
+
 def convert(
     stages: StageSet, workdir: Path, progress: Callable[[str], None] | None = None
 ) -> BackendFiles:
@@ -115,7 +125,8 @@ def convert(
     say(f"executorch {stages.precision}: lowering to XNNPACK")
     start = time.perf_counter()
     try:
-        edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()])
+        edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()],
+                                           compile_config=_compile_config(stages))
         program = edge.to_executorch()
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
@@ -136,11 +147,13 @@ def convert(
             "delegates": sum(1 for n in lowered.graph.nodes
                              if _op_name(n) == "executorch_call_delegate"),
         })
-    path = workdir / f"stages_{stages.precision}.pte"
+    variant = "_sparse" if stages.sparse else ""
+    path = workdir / f"stages_{stages.precision}{variant}.pte"
     path.write_bytes(program.buffer)
     seconds = time.perf_counter() - start
     files = {f"executorch/{path.name}": BundleFile(
-        path, "executorch", stages.precision, tuple(programs), io)}
+        path, "executorch", stages.precision, tuple(programs), io,
+        SPARSE_KERNELS if stages.sparse else ())}
     notes = []
     partial = [r for r in report if r["delegated_fraction"] < 1.0]
     if partial:

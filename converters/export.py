@@ -103,6 +103,7 @@ class StageSet:
     unfolded: list[nn.Module] | None
     reference: AnytimeChain
     quantized_from: str | None  # "qat" | "ptq" | None
+    sparse: bool = False  # masked convs run adpc::masked_conv2d (model_zoo.sparse)
 
     @property
     def io(self) -> list[StageIO]:
@@ -122,19 +123,34 @@ def calibration_images(height: int, width: int, count: int = CALIBRATION_IMAGES)
     return [eval_transform(*source[i])[0][None] for i in range(min(count, len(source)))]
 
 
-def stage_set(source: Source, precision: str, height: int, width: int) -> StageSet:
-    """The stage modules of one precision at one size (int8: QAT when present, else PTQ)."""
+def stage_set(
+    source: Source, precision: str, height: int, width: int, sparse: bool = False
+) -> StageSet:
+    """The stage modules of one precision at one size (int8: QAT when present, else PTQ).
+
+    sparse=True: fp32 stages whose masked convs run the native sparse kernel; their reference
+    is still the dense-masked float model (the kernel must reproduce it).
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if sparse and precision != "fp32":
+        raise ExportError("sparse mode is fp32 only (the int8 sparse kernel does not exist "
+                          "yet): use --precision fp32 with --sparse")
     float_model = source.float_model
     if precision == "fp32":
         if float_model is None:
             raise CheckpointError(f"{source.qat_path} is a QAT checkpoint: fp32 conversion needs "
                                   "the float checkpoint it was fine-tuned from")
         model = copy.deepcopy(float_model).eval()
-        modules: list[nn.Module] = [StageGraph(model, k).eval()
-                                    for k in range(1, NUM_STAGES + 1)]
-        return StageSet(model.config, height, width, "fp32", modules, None, model, None)
+        if sparse:
+            from model_zoo.sparse import SparseStageGraph, sparsify
+
+            fast = sparsify(model)
+            modules = [SparseStageGraph(fast, k).eval() for k in range(1, NUM_STAGES + 1)]
+        else:
+            modules = [StageGraph(model, k).eval() for k in range(1, NUM_STAGES + 1)]
+        return StageSet(model.config, height, width, "fp32", list(modules), None, model, None,
+                        sparse)
     from model_zoo.quantize import calibrate, convert, load_qat, prepare_ptq
 
     if source.qat_path is not None:

@@ -25,6 +25,8 @@ MANIFEST = "manifest.json"
 DTYPES = ("float32", "float16", "int8", "uint8", "int32", "int64")
 BACKENDS = ("executorch", "tflite", "coreml", "torch")
 PRECISIONS = ("fp32", "fp16", "int8")
+KERNELS = ("adpc::masked_conv2d",)
+"""Custom kernels a file may need from the runtime (edge/kernels builds them)."""
 
 
 class BundleError(ValueError):
@@ -88,6 +90,7 @@ class FileEntry:
     precision: str
     methods: tuple[str, ...] = ()  # stage entry points inside the file (e.g. "stage1")
     io: Mapping[str, MethodIO] = field(default_factory=dict)  # method -> its own I/O
+    kernels: tuple[str, ...] = ()  # custom ops the runtime must load first (sparse mode)
 
 
 @dataclass(frozen=True)
@@ -314,11 +317,13 @@ def _file(r: _Reader, f, where: str) -> FileEntry:
             tuple(_tensor(r, t, f"{at}.{side}[{i}]")
                   for i, t in enumerate(r.array(r.get(spec, side, at), f"{at}.{side}")))
             for side in ("inputs", "outputs")))
+    kernels = tuple(r.string(k, f"{where}.kernels", KERNELS)
+                    for k in r.array(f.get("kernels", []), f"{where}.kernels"))
     return FileEntry(
         path=path, sha256=digest, bytes=r.integer(r.get(f, "bytes", where), f"{where}.bytes", 0),
         backend=r.string(r.get(f, "backend", where), f"{where}.backend", BACKENDS),
         precision=r.string(r.get(f, "precision", where), f"{where}.precision", PRECISIONS),
-        methods=methods, io=io,
+        methods=methods, io=io, kernels=kernels,
     )
 
 
@@ -369,6 +374,7 @@ class BundleFile:
     precision: str
     methods: tuple[str, ...] = ()
     io: Mapping[str, MethodIO] = field(default_factory=dict)
+    kernels: tuple[str, ...] = ()
 
 
 def write_bundle(folder: str | Path, manifest: Manifest, files: Mapping[str, BundleFile]) -> Path:
@@ -389,7 +395,7 @@ def write_bundle(folder: str | Path, manifest: Manifest, files: Mapping[str, Bun
             shutil.copyfile(item.source, target)
             entries.append(FileEntry(rel, sha256_of(target), target.stat().st_size,
                                      item.backend, item.precision, tuple(item.methods),
-                                     dict(item.io)))
+                                     dict(item.io), tuple(item.kernels)))
         final = Manifest(**{**manifest.__dict__, "files": tuple(entries)})
         manifest_from_dict(final.to_dict(), "manifest to write")  # never write a bad one
         (tmp / MANIFEST).write_text(json.dumps(final.to_dict(), indent=1))

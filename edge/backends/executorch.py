@@ -28,6 +28,18 @@ def set_threads(threads: int) -> None:
     _unsafe_reset_threadpool(int(threads))
 
 
+def load_kernels(entry: FileEntry) -> None:
+    """Load the custom kernels a file names (sparse mode) before its methods are loaded."""
+    from ..kernels.build import KernelUnavailable
+    from ..kernels.executorch_op import load_executorch_kernels
+
+    try:
+        load_executorch_kernels()
+    except KernelUnavailable as err:
+        raise BackendUnavailable(f"{entry.path} needs the adpc sparse kernel "
+                                 f"({', '.join(entry.kernels)}): {err}") from None
+
+
 class ExecuTorchBackend(Backend):
     name = "executorch"
 
@@ -39,6 +51,8 @@ class ExecuTorchBackend(Backend):
         from executorch.runtime import Runtime
 
         self._torch = torch
+        if entry.kernels:
+            load_kernels(entry)
         if self.threads:
             set_threads(self.threads)
         path = self.folder / entry.path

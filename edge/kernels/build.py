@@ -43,10 +43,12 @@ def cache_dir() -> Path:
 
 
 def compiler() -> str:
-    found = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+    wanted = os.environ.get("CXX")
+    found = shutil.which(wanted) if wanted else shutil.which("g++") or shutil.which("c++")
     if not found:
         raise KernelUnavailable(
-            "no C++ compiler found: install g++ (Debian: apt-get install g++) or set CXX"
+            f"no C++ compiler found{f' (CXX={wanted})' if wanted else ''}: install g++ "
+            "(Debian: apt-get install g++) or point CXX at one"
         )
     return found
 

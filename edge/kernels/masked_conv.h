@@ -31,10 +31,12 @@
 #define ADPC_INLINE inline
 #endif
 
+#ifndef ADPC_CLONES
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(ADPC_NO_CLONES)
-#define ADPC_CLONES __attribute__((target_clones("arch=skylake-avx512", "avx2", "default")))
+#define ADPC_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
 #else
 #define ADPC_CLONES
+#endif
 #endif
 
 namespace adpc {
@@ -72,13 +74,14 @@ struct Run {
 // [first active, last active + 1) (empty span: lo == hi).
 struct RunList {
   std::vector<Run> runs;
-  std::vector<int32_t> span_lo, span_hi;
+  std::vector<int32_t> span_lo, span_hi, row_active;
   int64_t active = 0;
 
   void build(const float* mask, int rows, int width) {
     runs.clear();
     span_lo.assign(rows, 0);
     span_hi.assign(rows, 0);
+    row_active.assign(rows, 0);
     active = 0;
     for (int r = 0; r < rows; ++r) {
       const float* m = mask + static_cast<int64_t>(r) * width;
@@ -93,6 +96,7 @@ struct RunList {
         first = false;
         span_hi[r] = end;
         active += end - x;
+        row_active[r] += end - x;
         for (int s = x; s < end; s += kMaxRun) runs.push_back({r, s, std::min(end, s + kMaxRun)});
         x = end;
       }
@@ -155,24 +159,26 @@ ADPC_INLINE void conv_pixels(const MaskedConvArgs& a, int image, int oy, int x0,
   for (; x < x1; ++x) conv_tile<1, T>(a, image, oy, x, co, out_row + static_cast<int64_t>(x) * a.cout);
 }
 
-// Output channels are split into tiles that keep P x T accumulators in registers; narrow
-// layers (18 channels, padded to 24) take the whole width in one tile.
+// Output channels are split into tiles of up to 48 that keep 8 pixels x T accumulators in
+// registers (24 vector registers with AVX-512); narrow layers take the whole width at once.
+ADPC_INLINE void conv_width(const MaskedConvArgs& a, int image, int oy, int x0, int x1, int co,
+                            int width, float* out_row) {
+  switch (width) {
+    case 8: conv_pixels<8, 8>(a, image, oy, x0, x1, co, out_row); break;
+    case 16: conv_pixels<8, 16>(a, image, oy, x0, x1, co, out_row); break;
+    case 24: conv_pixels<8, 24>(a, image, oy, x0, x1, co, out_row); break;
+    case 32: conv_pixels<8, 32>(a, image, oy, x0, x1, co, out_row); break;
+    case 40: conv_pixels<8, 40>(a, image, oy, x0, x1, co, out_row); break;
+    default: conv_pixels<8, 48>(a, image, oy, x0, x1, co, out_row); break;
+  }
+}
+
 ADPC_CLONES
 inline void conv_run(const MaskedConvArgs& a, const Run& run) {
   const int image = run.row / a.ho, oy = run.row % a.ho;
   float* out_row = a.out + static_cast<int64_t>(run.row) * a.wo * a.cout;
-  const int x0 = run.x0, x1 = run.x1;
-  switch (a.cout_pad) {
-    case 8: conv_pixels<8, 8>(a, image, oy, x0, x1, 0, out_row); return;
-    case 16: conv_pixels<8, 16>(a, image, oy, x0, x1, 0, out_row); return;
-    case 24: conv_pixels<8, 24>(a, image, oy, x0, x1, 0, out_row); return;
-    default: break;
-  }
-  int co = 0;
-  for (; co + 48 <= a.cout_pad; co += 48) conv_pixels<4, 48>(a, image, oy, x0, x1, co, out_row);
-  for (; co + 32 <= a.cout_pad; co += 32) conv_pixels<6, 32>(a, image, oy, x0, x1, co, out_row);
-  for (; co + 16 <= a.cout_pad; co += 16) conv_pixels<8, 16>(a, image, oy, x0, x1, co, out_row);
-  for (; co < a.cout_pad; co += 8) conv_pixels<8, 8>(a, image, oy, x0, x1, co, out_row);
+  for (int co = 0; co < a.cout_pad; co += 48)
+    conv_width(a, image, oy, run.x0, run.x1, co, std::min(48, a.cout_pad - co), out_row);
 }
 
 // Horizontal fill pass of row r over [lo, hi): hbuf[x] = sum_dx t[dx] * y_active(r, x + dx).
@@ -209,7 +215,8 @@ ADPC_INLINE void epilogue(const MaskedConvArgs& a, float* __restrict o, const fl
 
 // Vertical fill of the skipped pixels of output row r, then the epilogue on the whole row.
 ADPC_CLONES
-inline void finish_row(const MaskedConvArgs& a, const RunList& rl, const float* hbuf, int r) {
+inline void finish_row(const MaskedConvArgs& a, const RunList& rl, const uint8_t* needs_fill,
+                       const float* hbuf, int r) {
   const int R = a.window / 2, C = a.cout;
   const int image = r / a.ho, oy = r % a.ho;
   const float* m = a.mask + static_cast<int64_t>(r) * a.wo;
@@ -222,7 +229,7 @@ inline void finish_row(const MaskedConvArgs& a, const RunList& rl, const float* 
       const int yy = oy + dy;
       if (yy < 0 || yy >= a.ho) continue;
       const int rr = image * a.ho + yy;
-      if (rl.span_lo[rr] >= rl.span_hi[rr]) continue;
+      if (rl.span_lo[rr] >= rl.span_hi[rr] || !needs_fill[rr]) continue;
       ulo = std::min(ulo, std::max(0, rl.span_lo[rr] - R));
       uhi = std::max(uhi, std::min(a.wo, rl.span_hi[rr] + R));
     }
@@ -237,7 +244,7 @@ inline void finish_row(const MaskedConvArgs& a, const RunList& rl, const float* 
           if (yy < 0 || yy >= a.ho) continue;
           const int rr = image * a.ho + yy;
           const int lo = std::max(0, rl.span_lo[rr] - R), hi = std::min(a.wo, rl.span_hi[rr] + R);
-          if (rl.span_lo[rr] >= rl.span_hi[rr] || x < lo || x >= hi) continue;
+          if (rl.span_lo[rr] >= rl.span_hi[rr] || !needs_fill[rr] || x < lo || x >= hi) continue;
           const float t = a.taps[dy + R];
           const float* __restrict h = hbuf + (static_cast<int64_t>(rr) * a.wo + x) * C;
           for (int c = 0; c < C; ++c) o[c] += t * h[c];
@@ -256,6 +263,7 @@ struct Workspace {
   RunList runs;
   std::vector<float> hbuf;
   std::vector<int32_t> task_begin;
+  std::vector<uint8_t> needs_fill;
 };
 
 // Split runs into about `tasks` groups of equal pixel count (threads split by pixels, not runs).
@@ -287,14 +295,23 @@ void masked_conv2d(const MaskedConvArgs& a, Workspace& ws, int threads, Parallel
     const size_t need = static_cast<size_t>(rows) * a.wo * a.cout;
     if (ws.hbuf.size() < need) ws.hbuf.resize(need);
     float* hbuf = ws.hbuf.data();
+    // H of row r is read only by skipped pixels within R rows of it (same image).
+    ws.needs_fill.assign(rows, 0);
+    for (int r = 0; r < rows; ++r) {
+      if (ws.runs.row_active[r] == a.wo) continue;
+      const int image = r / a.ho, oy = r % a.ho;
+      for (int yy = std::max(0, oy - R); yy <= std::min(a.ho - 1, oy + R); ++yy)
+        ws.needs_fill[image * a.ho + yy] = 1;
+    }
     par(rows, [&](int r) {
       const RunList& rl = ws.runs;
-      if (rl.span_lo[r] >= rl.span_hi[r]) return;
+      if (rl.span_lo[r] >= rl.span_hi[r] || !ws.needs_fill[r]) return;
       const int lo = std::max(0, rl.span_lo[r] - R), hi = std::min(a.wo, rl.span_hi[r] + R);
       detail::fill_rows(a, rl, r, hbuf + static_cast<int64_t>(r) * a.wo * a.cout, lo, hi);
     });
   }
-  par(rows, [&](int r) { detail::finish_row(a, ws.runs, ws.hbuf.data(), r); });
+  if (!a.taps || a.window <= 1) ws.needs_fill.assign(rows, 0);
+  par(rows, [&](int r) { detail::finish_row(a, ws.runs, ws.needs_fill.data(), ws.hbuf.data(), r); });
 }
 
 // Pack an OIHW weight into [k][k][cin][cout_pad] (zeros in the padding).
