@@ -38,6 +38,9 @@
 #define ADPC_CLONES
 #endif
 #endif
+// target_clones does not apply to templates: they get the attribute's single-target form
+// through the non-template dispatchers that call them (inlined there).
+#define ADPC_CLONES_T ADPC_INLINE
 
 namespace adpc {
 
@@ -181,77 +184,118 @@ inline void conv_run(const MaskedConvArgs& a, const Run& run) {
     conv_width(a, image, oy, run.x0, run.x1, co, std::min(48, a.cout_pad - co), out_row);
 }
 
-// Horizontal fill pass of row r over [lo, hi): hbuf[x] = sum_dx t[dx] * y_active(r, x + dx).
-ADPC_CLONES
-inline void fill_rows(const MaskedConvArgs& a, const RunList& rl, int r, float* hrow, int lo, int hi) {
-  const int R = a.window / 2, C = a.cout;
-  const float* m = a.mask + static_cast<int64_t>(r) * a.wo;
+// The fill and epilogue passes touch every pixel with a few operations per channel, so their
+// channel loops are compiled for the model's channel counts (CT > 0; CT = 0: any count).
+template <int CT>
+ADPC_INLINE int channels(const MaskedConvArgs& a) { return CT > 0 ? CT : a.cout; }
+
+// Horizontal fill pass of row r over [lo, hi): h[x] = sum_d t[d] * y(r, x + d) over active
+// x + d, accumulated by scattering each active pixel into its 2R + 1 neighbours.
+template <int CT>
+ADPC_INLINE void fill_row_h(const MaskedConvArgs& a, const RunList& rl, int first_run, int r,
+                            float* hrow, int lo, int hi) {
+  const int R = a.window / 2, C = channels<CT>(a);
   const float* y = a.out + static_cast<int64_t>(r) * a.wo * C;
-  (void)rl;
-  for (int x = lo; x < hi; ++x) {
-    float* __restrict h = hrow + static_cast<int64_t>(x) * C;
-    for (int c = 0; c < C; ++c) h[c] = 0.0f;
-    const int d0 = std::max(-R, -x), d1 = std::min(R, a.wo - 1 - x);
-    for (int d = d0; d <= d1; ++d) {
-      if (m[x + d] == 0.0f) continue;
-      const float t = a.taps[d + R];
-      const float* __restrict src = y + static_cast<int64_t>(x + d) * C;
-      for (int c = 0; c < C; ++c) h[c] += t * src[c];
+  std::memset(hrow + static_cast<int64_t>(lo) * C, 0, sizeof(float) * (hi - lo) * C);
+  for (size_t i = first_run; i < rl.runs.size() && rl.runs[i].row == r; ++i) {
+    for (int xs = rl.runs[i].x0; xs < rl.runs[i].x1; ++xs) {
+      const float* __restrict src = y + static_cast<int64_t>(xs) * C;
+      const int d0 = std::max(-R, xs - (a.wo - 1)), d1 = std::min(R, xs);
+      for (int d = d0; d <= d1; ++d) {  // pixel xs - d receives t[d] * y(xs)
+        const float t = a.taps[d + R];
+        float* __restrict h = hrow + static_cast<int64_t>(xs - d) * C;
+        for (int c = 0; c < C; ++c) h[c] += t * src[c];
+      }
     }
   }
 }
 
-ADPC_INLINE void epilogue(const MaskedConvArgs& a, float* __restrict o, const float* __restrict res) {
-  const int C = a.cout;
-  if (a.scale)
-    for (int c = 0; c < C; ++c) o[c] = o[c] * a.scale[c] + (a.shift ? a.shift[c] : 0.0f);
-  else if (a.shift)
-    for (int c = 0; c < C; ++c) o[c] += a.shift[c];
+template <int CT>
+ADPC_INLINE void epilogue_row(const MaskedConvArgs& a, float* __restrict out,
+                              const float* __restrict res, int width) {
+  const int C = channels<CT>(a);
+  const int64_t n = static_cast<int64_t>(width) * C;
+  const float* __restrict scale = a.scale;
+  const float* __restrict shift = a.shift;
+  if (scale && shift) {
+    for (int x = 0; x < width; ++x) {
+      float* __restrict o = out + static_cast<int64_t>(x) * C;
+      for (int c = 0; c < C; ++c) o[c] = o[c] * scale[c] + shift[c];
+    }
+  } else if (scale) {
+    for (int x = 0; x < width; ++x) {
+      float* __restrict o = out + static_cast<int64_t>(x) * C;
+      for (int c = 0; c < C; ++c) o[c] *= scale[c];
+    }
+  } else if (shift) {
+    for (int x = 0; x < width; ++x) {
+      float* __restrict o = out + static_cast<int64_t>(x) * C;
+      for (int c = 0; c < C; ++c) o[c] += shift[c];
+    }
+  }
   if (res)
-    for (int c = 0; c < C; ++c) o[c] += res[c];
+    for (int64_t i = 0; i < n; ++i) out[i] += res[i];
   if (a.relu)
-    for (int c = 0; c < C; ++c) o[c] = o[c] > 0.0f ? o[c] : 0.0f;
+    for (int64_t i = 0; i < n; ++i) out[i] = out[i] > 0.0f ? out[i] : 0.0f;
 }
 
-// Vertical fill of the skipped pixels of output row r, then the epilogue on the whole row.
-ADPC_CLONES
-inline void finish_row(const MaskedConvArgs& a, const RunList& rl, const uint8_t* needs_fill,
-                       const float* hbuf, int r) {
-  const int R = a.window / 2, C = a.cout;
+// Skipped pixels of output row r: the vertical fill from the H rows of the window (0 where no
+// active pixel is near), then the epilogue on the whole row.
+template <int CT>
+ADPC_INLINE void finish_row(const MaskedConvArgs& a, const RunList& rl, const uint8_t* needs_fill,
+                            const float* hbuf, int r) {
+  const int R = a.window / 2, C = channels<CT>(a);
   const int image = r / a.ho, oy = r % a.ho;
   const float* m = a.mask + static_cast<int64_t>(r) * a.wo;
   float* out = a.out + static_cast<int64_t>(r) * a.wo * C;
-  const float* res = a.residual ? a.residual + static_cast<int64_t>(r) * a.wo * C : nullptr;
-  // Union of the H spans of the rows in the vertical window: outside it the fill is 0.
-  int ulo = a.wo, uhi = 0;
-  if (a.taps) {
-    for (int dy = -R; dy <= R; ++dy) {
+  if (rl.row_active[r] < a.wo) {
+    for (int x = 0; x < a.wo; ++x)
+      if (m[x] == 0.0f) std::memset(out + static_cast<int64_t>(x) * C, 0, sizeof(float) * C);
+    for (int dy = -R; a.taps && dy <= R; ++dy) {
       const int yy = oy + dy;
       if (yy < 0 || yy >= a.ho) continue;
       const int rr = image * a.ho + yy;
       if (rl.span_lo[rr] >= rl.span_hi[rr] || !needs_fill[rr]) continue;
-      ulo = std::min(ulo, std::max(0, rl.span_lo[rr] - R));
-      uhi = std::max(uhi, std::min(a.wo, rl.span_hi[rr] + R));
-    }
-  }
-  for (int x = 0; x < a.wo; ++x) {
-    float* __restrict o = out + static_cast<int64_t>(x) * C;
-    if (m[x] == 0.0f) {
-      for (int c = 0; c < C; ++c) o[c] = 0.0f;
-      if (x >= ulo && x < uhi) {
-        for (int dy = -R; dy <= R; ++dy) {
-          const int yy = oy + dy;
-          if (yy < 0 || yy >= a.ho) continue;
-          const int rr = image * a.ho + yy;
-          const int lo = std::max(0, rl.span_lo[rr] - R), hi = std::min(a.wo, rl.span_hi[rr] + R);
-          if (rl.span_lo[rr] >= rl.span_hi[rr] || !needs_fill[rr] || x < lo || x >= hi) continue;
-          const float t = a.taps[dy + R];
-          const float* __restrict h = hbuf + (static_cast<int64_t>(rr) * a.wo + x) * C;
-          for (int c = 0; c < C; ++c) o[c] += t * h[c];
-        }
+      const int lo = std::max(0, rl.span_lo[rr] - R), hi = std::min(a.wo, rl.span_hi[rr] + R);
+      const float t = a.taps[dy + R];
+      const float* hrow = hbuf + static_cast<int64_t>(rr) * a.wo * C;
+      for (int x = lo; x < hi; ++x) {
+        if (m[x] != 0.0f) continue;
+        float* __restrict o = out + static_cast<int64_t>(x) * C;
+        const float* __restrict h = hrow + static_cast<int64_t>(x) * C;
+        for (int c = 0; c < C; ++c) o[c] += t * h[c];
       }
     }
-    epilogue(a, o, res ? res + static_cast<int64_t>(x) * C : nullptr);
+  }
+  epilogue_row<CT>(a, out, a.residual ? a.residual + static_cast<int64_t>(r) * a.wo * C : nullptr,
+                   a.wo);
+}
+
+template <int CT>
+ADPC_CLONES_T void fill_and_finish(const MaskedConvArgs& a, const RunList& rl,
+                                   const std::vector<int32_t>& row_first_run,
+                                   const uint8_t* needs_fill, float* hbuf, int r, bool horizontal) {
+  if (horizontal) {
+    const int R = a.window / 2;
+    if (rl.span_lo[r] >= rl.span_hi[r] || !needs_fill[r]) return;
+    const int lo = std::max(0, rl.span_lo[r] - R), hi = std::min(a.wo, rl.span_hi[r] + R);
+    fill_row_h<CT>(a, rl, row_first_run[r], r, hbuf + static_cast<int64_t>(r) * a.wo * a.cout, lo, hi);
+  } else {
+    finish_row<CT>(a, rl, needs_fill, hbuf, r);
+  }
+}
+
+// Channel counts of W18-Small-v2 (branches, heads, classes) get compiled loops.
+ADPC_CLONES
+inline void dispatch_fill(const MaskedConvArgs& a, const RunList& rl,
+                                const std::vector<int32_t>& row_first_run,
+                                const uint8_t* needs_fill, float* hbuf, int r, bool horizontal) {
+  switch (a.cout) {
+#define ADPC_CASE(n) case n: fill_and_finish<n>(a, rl, row_first_run, needs_fill, hbuf, r, horizontal); return;
+    ADPC_CASE(18) ADPC_CASE(19) ADPC_CASE(36) ADPC_CASE(64) ADPC_CASE(72) ADPC_CASE(144)
+    ADPC_CASE(270)
+#undef ADPC_CASE
+    default: fill_and_finish<0>(a, rl, row_first_run, needs_fill, hbuf, r, horizontal);
   }
 }
 
@@ -264,6 +308,7 @@ struct Workspace {
   std::vector<float> hbuf;
   std::vector<int32_t> task_begin;
   std::vector<uint8_t> needs_fill;
+  std::vector<int32_t> row_first_run;
 };
 
 // Split runs into about `tasks` groups of equal pixel count (threads split by pixels, not runs).
@@ -290,28 +335,28 @@ void masked_conv2d(const MaskedConvArgs& a, Workspace& ws, int threads, Parallel
   par(groups, [&](int g) {
     for (int i = ws.task_begin[g]; i < ws.task_begin[g + 1]; ++i) detail::conv_run(a, ws.runs.runs[i]);
   });
-  if (a.taps && a.window > 1) {
-    const int R = a.window / 2;
-    const size_t need = static_cast<size_t>(rows) * a.wo * a.cout;
-    if (ws.hbuf.size() < need) ws.hbuf.resize(need);
-    float* hbuf = ws.hbuf.data();
+  const bool fill = a.taps && a.window > 1;
+  ws.needs_fill.assign(rows, 0);
+  ws.row_first_run.assign(rows, 0);
+  for (size_t i = ws.runs.runs.size(); i-- > 0;) ws.row_first_run[ws.runs.runs[i].row] = static_cast<int32_t>(i);
+  if (fill) {
     // H of row r is read only by skipped pixels within R rows of it (same image).
-    ws.needs_fill.assign(rows, 0);
+    const int R = a.window / 2;
     for (int r = 0; r < rows; ++r) {
       if (ws.runs.row_active[r] == a.wo) continue;
       const int image = r / a.ho, oy = r % a.ho;
       for (int yy = std::max(0, oy - R); yy <= std::min(a.ho - 1, oy + R); ++yy)
         ws.needs_fill[image * a.ho + yy] = 1;
     }
+    const size_t need = static_cast<size_t>(rows) * a.wo * a.cout;
+    if (ws.hbuf.size() < need) ws.hbuf.resize(need);
     par(rows, [&](int r) {
-      const RunList& rl = ws.runs;
-      if (rl.span_lo[r] >= rl.span_hi[r] || !ws.needs_fill[r]) return;
-      const int lo = std::max(0, rl.span_lo[r] - R), hi = std::min(a.wo, rl.span_hi[r] + R);
-      detail::fill_rows(a, rl, r, hbuf + static_cast<int64_t>(r) * a.wo * a.cout, lo, hi);
+      detail::dispatch_fill(a, ws.runs, ws.row_first_run, ws.needs_fill.data(), ws.hbuf.data(), r, true);
     });
   }
-  if (!a.taps || a.window <= 1) ws.needs_fill.assign(rows, 0);
-  par(rows, [&](int r) { detail::finish_row(a, ws.runs, ws.needs_fill.data(), ws.hbuf.data(), r); });
+  par(rows, [&](int r) {
+    detail::dispatch_fill(a, ws.runs, ws.row_first_run, ws.needs_fill.data(), ws.hbuf.data(), r, false);
+  });
 }
 
 // Pack an OIHW weight into [k][k][cin][cout_pad] (zeros in the padding).
