@@ -132,17 +132,29 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="the shipped model on the shipped sample frames, exit by exit",
-        description="Runs the shipped ADP-C model (or --checkpoint) on sample frames and "
-        "reports, per exit, cumulative latency, masked fraction, GFLOPs and mIoU; writes a "
-        "panel of every exit's overlay and mask.",
+        description="Converts the shipped ADP-C model (or --checkpoint) once to an ExecuTorch "
+        "bundle at the frames' size (cached), runs it through the anytime runtime on sample "
+        "frames and reports, per exit, cumulative latency, masked fraction, GFLOPs and mIoU; "
+        "writes a panel of every exit's overlay and mask and an overlay video. --eager runs "
+        "the PyTorch model instead.",
     )
     p.add_argument("--checkpoint", help="an adpc train checkpoint (default: the shipped model)")
     p.add_argument("--frames", default=None,
                    help="folder of frame_*.png (+ label_*.png); default: the shipped drive")
     p.add_argument("--threshold", default=None,
                    help="CA threshold, or 'off' (default: the model's calibrated one)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--out", default="runs/demo", help="folder for exits.png and demo.json")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads")
+    p.add_argument("--out", default="runs/demo",
+                   help="folder for exits.png, overlay.gif and demo.json")
+    p.add_argument("--eager", action="store_true",
+                   help="run the PyTorch model, not a converted bundle")
+    p.add_argument("--bundle", default=None,
+                   help="run this bundle folder instead of the cached conversion")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "int8"],
+                   help="bundle precision (int8: the shipped QAT twin)")
+    p.add_argument("--deadline-ms", type=float, default=None, help="per-frame deadline")
+    p.add_argument("--cache", default=None,
+                   help="folder for converted bundles (default $ADPC_CACHE or ~/.cache/adpc)")
     p.set_defaults(func=run_demo)
 
 
@@ -150,20 +162,49 @@ def run_demo(args: argparse.Namespace) -> int:
     import torch
 
     from converters.demo import SAMPLES, demo, format_demo, load_frames
+    from model_zoo.adpc import check_input_size
     from model_zoo.registry import create_model, load_trained
 
+    if args.threads is not None and args.threads < 1:
+        raise UsageError("--threads must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_trained(args.checkpoint) if args.checkpoint else create_model(
-        DEFAULT_MODEL, pretrained=True
-    )
-    threshold = model.config.threshold
-    if args.threshold is not None:
-        threshold = parse_threshold(args.threshold)
+    threshold = parse_threshold(args.threshold) if args.threshold is not None else "config"
     frames = load_frames(Path(args.frames) if args.frames else SAMPLES)
-    report = demo(model, frames, threshold, Path(args.out))
+    height, width = frames[0][1].shape[:2]
+    check_input_size(height, width)
+    if not args.eager and args.bundle is None:
+        from edge.backends.executorch import runtime_available
+
+        if not runtime_available():
+            print("ExecuTorch is not installed: running the PyTorch model instead "
+                  "(pip install 'adpc[executorch]' for the converted bundle)", file=sys.stderr)
+            args.eager = True
+    if args.eager:
+        model = load_trained(args.checkpoint) if args.checkpoint else create_model(
+            DEFAULT_MODEL, pretrained=True
+        )
+        report = demo(model, frames, model.config.threshold if threshold == "config"
+                      else threshold, Path(args.out))
+        print(format_demo(report))
+        print(f"\nwrote {args.out}/exits.png (every exit's overlay and mask) and "
+              f"{args.out}/demo.json")
+        return 0
+    from converters.demo import cached_bundle, demo_bundle
+    from edge.backends import open_backend
+
+    folder = args.bundle
+    if folder is None:
+        say = _progress_printer(False)
+        folder, built = cached_bundle(args.checkpoint, args.precision, height, width,
+                                      cache=args.cache, progress=say)
+        print(f"{'converted' if built else 'using the cached'} bundle {folder}", flush=True)
+    with open_backend("executorch", folder, args.precision, threads=args.threads) as backend:
+        report = demo_bundle(backend, frames, "manifest" if threshold == "config"
+                             else threshold, Path(args.out), args.deadline_ms)
     print(format_demo(report))
-    print(f"\nwrote {args.out}/exits.png (every exit's overlay and mask) and {args.out}/demo.json")
+    print(f"\nwrote {args.out}/exits.png (every exit's overlay and mask), {report['video']} "
+          f"(latest exit per frame) and {args.out}/demo.json")
     return 0
 
 
@@ -386,6 +427,10 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="all",
                    help="executorch, tflite, coreml, a comma list, or all (default)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
+    p.add_argument("--sparse", action="store_true",
+                   help="ExecuTorch fp32 only: masked convs call the native block-sparse "
+                   "kernel (adpc::masked_conv2d, built on first use), so skipped pixels cost "
+                   "no conv time")
     p.add_argument("--size", default="256x512", help="input HEIGHTxWIDTH, multiples of 32")
     p.add_argument("--out", default="bundles/w18_small_v2", help="bundle folder to write")
     p.add_argument("--frames", type=int, default=4,
@@ -428,7 +473,7 @@ def run_convert(args: argparse.Namespace) -> int:
         raise UsageError("--frames must be >= 0")
     say = _progress_printer(args.json)
     result = convert_bundle(args.out, backends, args.precision, *size,
-                            checkpoint=args.checkpoint, progress=say)
+                            checkpoint=args.checkpoint, progress=say, sparse=args.sparse)
     summary: dict = {"bundle": str(result.bundle), "seconds": result.seconds,
                      "backends": {o.backend: {"precision": o.precision, "report": o.report,
                                               "notes": o.notes} for o in result.outputs}}
@@ -494,10 +539,12 @@ def run_verify(args: argparse.Namespace) -> int:
 def add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
-        help="latency per exit of a bundle on this machine, CA vs dense in the same run",
+        help="latency and energy per exit of a bundle on this machine, CA vs dense in one run",
         description="Runs the bundle on frames (the shipped drive by default) with confidence "
-        "adaptivity and with CA off, interleaved, and prints median cumulative latency per "
-        "exit, the dense/CA ratio, masked fractions and the cost model's prediction. "
+        "adaptivity, with CA off, and run to completion (the dense baseline), interleaved, and "
+        "prints per-stage and cumulative latency per exit (p50/p90/p99, cold), the dense/CA "
+        "ratios, masked fractions, the cost model's prediction and energy (RAPL or battery "
+        "when readable, else a power x time estimate; the report names the meter). "
         "--calibrate fits the runtime's cost model on this machine and stores it in the bundle.",
     )
     p.add_argument("bundle", help="a bundle folder written by adpc convert")
@@ -519,6 +566,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from edge.atomic import write_text
     from edge.backends import open_backend
     from edge.bench import bench, calibrate, cost_table_key, format_report, store_cost_table
+    from edge.power import find_meter
     from edge.preprocess import to_input
     from edge.sources import ImageFolderSource, SyntheticDriveSource
 
@@ -532,16 +580,20 @@ def run_bench(args: argparse.Namespace) -> int:
     with source:
         frames = [to_input(f.image, backend.manifest.input)[0]
                   for _, f in zip(range(args.max_frames), source, strict=False)]
-    with backend:
-        if args.calibrate:
+    if args.calibrate:
+        with backend:
             model = calibrate(backend, frames, progress=say)
             key = cost_table_key(backend)
-            store_cost_table(args.bundle, key, model.to_table(
-                backend=backend.name, threads=args.threads))
-            say(f"stored the cost table {key!r} in {args.bundle}/manifest.json")
-            backend = open_backend(args.backend, args.bundle, args.precision,
-                                   threads=args.threads)
-        report = bench(backend, frames, repeats=args.repeats, progress=say)
+            table = model.to_table(backend=backend.name, threads=args.threads)
+            store_cost_table(args.bundle, key, table)
+        say(f"stored the cost table {key!r} in {args.bundle}/manifest.json")
+        # reopened: the runner reads the new table from the manifest
+        backend = open_backend(args.backend, args.bundle, args.precision, threads=args.threads)
+    with backend, find_meter() as meter:
+        report = bench(backend, frames, repeats=args.repeats, progress=say, meter=meter,
+                       bundle=str(args.bundle))
+    if args.calibrate:
+        report.calibration = {"key": key, "table": table}
     data = report.to_dict()
     if args.out:
         write_text(args.out, json.dumps(data, indent=1))
@@ -558,7 +610,11 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         "stage the budget cannot afford is never started; the first exit always runs), draws "
         "the latest exit over the frame with a HUD and writes a video/GIF plus a JSON report.",
     )
-    p.add_argument("bundle", help="a bundle folder written by adpc convert")
+    p.add_argument("bundle", nargs="?", default=None,
+                   help="a bundle folder written by adpc convert (or --pretrained)")
+    p.add_argument("--pretrained", action="store_true",
+                   help="the shipped model, converted once at 256x512 for --backend and "
+                   "--precision and cached like adpc demo's bundle")
     p.add_argument("--source", default="samples",
                    help="'samples' (the shipped drive), a camera index, a video file or a "
                    "folder of frames (default samples)")
@@ -574,6 +630,11 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=float, default=10.0, help="frame rate for --battery and video")
     p.add_argument("--threshold", default=None, help="CA threshold or 'off' (default: bundle's)")
     p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--loop", action="store_true",
+                   help="repeat 'samples' or a folder of frames until --max-frames (soak runs)")
+    p.add_argument("--adapt", action="store_true",
+                   help="scale the cost model's predictions by the slowdown measured on recent "
+                   "stages (a device slower than at calibration: throttling, a busy core)")
     p.add_argument("--out", default="runs/run", help="folder for overlay.mp4/.gif and run.json")
     p.add_argument("--video", default="overlay.gif", help="file name of the overlay video")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -607,13 +668,30 @@ def run_run(args: argparse.Namespace) -> int:
 
     if args.max_frames is not None and args.max_frames < 1:
         raise UsageError("--max-frames must be >= 1")
+    if args.loop and args.max_frames is None:
+        raise UsageError("--loop repeats the source forever: give --max-frames N too")
+    if (args.bundle is None) == (not args.pretrained):
+        raise UsageError("give a bundle folder or --pretrained (one of them)")
     budget = _budget(args)
-    backend = open_backend(args.backend, args.bundle, args.precision, threads=args.threads)
+    bundle = args.bundle
+    if args.pretrained:
+        from converters.demo import cached_bundle
+
+        if args.precision == "fp16":
+            raise UsageError("--pretrained converts fp32 or int8: drop --precision fp16")
+        bundle, _ = cached_bundle(None, args.precision, 256, 512, backend=args.backend,
+                                  progress=_progress_printer(args.json))
+    backend = open_backend(args.backend, bundle, args.precision, threads=args.threads)
     threshold = ("manifest" if args.threshold is None
                  else parse_threshold(args.threshold, "--threshold"))
     out = Path(args.out)
-    with backend, find_meter() as meter, open_source(args.source) as source:
-        runner = AnytimeRunner(backend, threshold, meter=meter)
+    with backend, find_meter() as meter, open_source(args.source, loop=args.loop) as source:
+        runner = AnytimeRunner(backend, threshold, meter=meter, adapt=args.adapt)
+        if budget is not None and runner.cost_model.source.startswith("flops"):
+            print(f"note: the cost model is not calibrated for this device ("
+                  f"{runner.cost_model.source}), so budgets stop early: run `adpc bench "
+                  f"{bundle} --backend {args.backend} --precision {args.precision} "
+                  f"--calibrate` once", file=sys.stderr)
 
         def show(record) -> None:
             if not args.json:
@@ -659,10 +737,11 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """Errors that are the user's to fix: one line, exit 2, no traceback."""
     from converters.export import ExportError
     from edge.backends import BackendUnavailable
+    from edge.kernels.build import KernelUnavailable
     from edge.sources import SourceError
 
     return (ValueError, FileNotFoundError, PermissionError, ImportError, BackendUnavailable,
-            SourceError, ExportError)
+            SourceError, ExportError, KernelUnavailable)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,6 +22,9 @@ from .costmodel import CostModel
 from .host import carry_over, compute_mask, confidence
 from .power import EnergyMeter
 
+ADAPT_WEIGHT = 0.5
+"""Weight of the latest stage in the slowdown estimate: a 3x slowdown is 2x after one stage."""
+
 
 @dataclass
 class ExitResult:
@@ -36,6 +39,8 @@ class ExitResult:
     elapsed_ms: float  # since the frame started, host work included
     energy_mj: float  # this stage: measured when a meter is given, else the cost model's
     predicted: StageCost | None = None
+    host_ms: float = 0.0  # runner work for this exit outside the stage call: mask, masked
+    # fraction, cost prediction, budget check, energy reading, carry-over
 
     @property
     def labels(self) -> np.ndarray:
@@ -71,6 +76,10 @@ class AnytimeRunner:
     meter: an energy meter measured around every stage (edge.power.find_meter); without one
     the energy is the cost model's estimate. min_exits: exits that run whatever the budget
     says (default 1: an anytime model must always have an answer; 0 makes the budget strict).
+    adapt: scale latency predictions by how much slower than predicted recent stages ran
+    (`slowdown`, never below 1), so a device that got slower after calibration (thermal
+    throttling, a co-tenant on a shared core) stops earlier instead of overrunning; off by
+    default so decisions depend only on the cost model (tests, golden files).
     """
 
     def __init__(
@@ -80,6 +89,7 @@ class AnytimeRunner:
         cost_model: CostModel | None = None,
         meter: EnergyMeter | None = None,
         min_exits: int = 1,
+        adapt: bool = False,
     ) -> None:
         if min_exits < 0:
             raise ValueError(f"min_exits must be >= 0, got {min_exits}")
@@ -90,6 +100,13 @@ class AnytimeRunner:
         self.cost_model = cost_model or default_cost_model(backend)
         self.meter = meter
         self.stop_reason = ""
+        self.adapt = adapt
+        self.ratio: float | None = None  # EWMA of measured / predicted stage latency
+
+    @property
+    def slowdown(self) -> float:
+        """The factor applied to latency predictions (1.0 unless adapt and stages ran slow)."""
+        return max(1.0, self.ratio) if self.adapt and self.ratio is not None else 1.0
 
     def run(self, image: np.ndarray, budget: Budget | None = None) -> Iterator[ExitResult]:
         """Yield each exit as soon as it is ready; stop when the budget refuses the next stage
@@ -102,7 +119,9 @@ class AnytimeRunner:
         carried: np.ndarray | None = None
         exit_index = 0
         try:
+            host_ms = 0.0  # accumulates over stages without an exit
             for spec in self.backend.manifest.stages:
+                t_host = time.perf_counter()
                 k = spec.index
                 mask, inputs, computed = None, state, 1.0
                 if k > 1:
@@ -115,6 +134,9 @@ class AnytimeRunner:
                         return
                     inputs = [*state, mask]
                 predicted = self.cost_model.predict(k, computed)
+                model_ms = predicted.latency_ms
+                if self.slowdown > 1.0:
+                    predicted = StageCost(model_ms * self.slowdown, predicted.energy_mj)
                 if budget is not None and not budget.allows(predicted):
                     if exit_index >= self.min_exits:
                         self.stop_reason = budget.reason
@@ -124,18 +146,26 @@ class AnytimeRunner:
                 t0 = time.perf_counter()
                 outputs = self.backend.run_stage(k, inputs)
                 stage_ms = (time.perf_counter() - t0) * 1e3
+                if model_ms > 0:
+                    ratio = stage_ms / model_ms
+                    self.ratio = ratio if self.ratio is None else (
+                        (1 - ADAPT_WEIGHT) * self.ratio + ADAPT_WEIGHT * ratio)
                 energy = (span.stop().energy_mj if span is not None
                           else self.cost_model.energy_mj(stage_ms))
                 if budget is not None:
                     budget.charge(stage_ms, energy)
                 if spec.exit is None:
                     state = outputs
+                    host_ms += (time.perf_counter() - t_host) * 1e3 - stage_ms
                     continue
                 raw, state = outputs[-1], outputs[:-1]
                 carried = raw if carried is None else carry_over(carried, raw, mask)
                 exit_index += 1
+                now = time.perf_counter()
+                host_ms += (now - t_host) * 1e3 - stage_ms
                 yield ExitResult(exit_index, k, carried, mask, 1.0 - computed, stage_ms,
-                                 (time.perf_counter() - start) * 1e3, energy, predicted)
+                                 (now - start) * 1e3, energy, predicted, max(host_ms, 0.0))
+                host_ms = 0.0
         finally:
             if budget is not None:
                 budget.end_frame()

@@ -9,7 +9,7 @@ import pytest
 
 from converters.cli import main
 from edge.backends import open_backend
-from edge.bench import cost_table_key
+from edge.bench import check_report, cost_table_key
 from edge.bundle import read_bundle
 from edge.runtime import default_cost_model
 from model_zoo.registry import DEFAULT_WEIGHTS, WEIGHTS_DIR
@@ -56,6 +56,8 @@ def test_bench_compares_with_dense_and_calibrates(capsys, bundle, tmp_path):
     assert all(e["p99_ms"] >= e["p90_ms"] >= e["ms"] * 0.999 for e in data["exits"])
     assert data["peak_rss_mb"] > 50
     assert data["cost_model"].startswith("calibrated")
+    assert check_report(data) == [] and data["energy_meter"] in out  # the meter is named
+    assert data["calibration"]["key"] in read_bundle(bundle).cost_tables
     with open_backend("executorch", bundle, threads=1) as backend:  # the table is stored...
         assert cost_table_key(backend) in read_bundle(bundle).cost_tables
         assert default_cost_model(backend).source.startswith("calibrated")  # ...and used
@@ -109,7 +111,73 @@ def test_run_writes_overlays_and_a_report(capsys, bundle, tmp_path):
     (["--battery", "lots"], "battery"),
     (["--source", "/no/such/video.mp4"], "does not exist"),
     (["--max-frames", "0"], "--max-frames"),
+    (["--loop"], "give --max-frames N"),
+    (["--pretrained"], "a bundle folder or --pretrained"),
 ])
 def test_run_user_errors_are_one_line(capsys, bundle, tmp_path, argv, needle):
     code, _, err = run(capsys, "run", str(bundle), "--out", str(tmp_path / "r"), *argv)
     assert code == 2 and needle in err and err.count("\n") == 1, err
+
+
+def test_run_needs_a_bundle_or_pretrained(capsys, tmp_path):
+    code, _, err = run(capsys, "run", "--out", str(tmp_path / "r"))
+    assert code == 2 and "a bundle folder or --pretrained" in err and err.count("\n") == 1
+    code, _, err = run(capsys, "run", "--pretrained", "--precision", "fp16")
+    assert code == 2 and "--pretrained converts fp32 or int8" in err and err.count("\n") == 1
+
+
+def test_run_loops_a_folder_for_soak_runs(capsys, bundle, tmp_path):
+    out = tmp_path / "soak"
+    code, stdout, _ = run(capsys, "run", str(bundle), "--threads", "1", "--loop",
+                          "--max-frames", "10", "--out", str(out), "--json")
+    assert code == 0
+    data = json.loads(stdout)
+    assert data["summary"]["frames"] == 10  # the shipped drive has 8 frames
+    assert [f["index"] for f in data["frames"]] == list(range(10))
+
+
+@pytest.fixture
+def small_drive(bundle, tmp_path):
+    """Two shipped frames with labels at the test bundle's input size."""
+    from PIL import Image
+
+    from converters.demo import SAMPLES
+
+    size = read_bundle(bundle).input
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(2):
+        for kind, resample in (("frame", Image.BILINEAR), ("label", Image.NEAREST)):
+            with Image.open(SAMPLES / f"{kind}_{i:04d}.png") as im:
+                im.resize((size.width, size.height), resample).save(folder / f"{kind}_{i:04d}.png")
+    return folder
+
+
+def test_demo_runs_a_converted_bundle_through_the_runtime(capsys, bundle, small_drive, tmp_path):
+    out = tmp_path / "demo"
+    code, stdout, _ = run(capsys, "demo", "--bundle", str(bundle), "--frames", str(small_drive),
+                          "--threads", "1", "--out", str(out))
+    assert code == 0 and "executorch fp32" in stdout and "mIoU" in stdout
+    report = json.loads((out / "demo.json").read_text())
+    assert report["runtime"] == "executorch fp32" and report["bundle"] == str(bundle)
+    assert report["frames"] == 2 and len(report["exit_ms_median"]) == 4
+    assert report["exit_ms_median"] == sorted(report["exit_ms_median"])
+    assert len(report["masked"]) == 3 and all(0 <= m <= 100 for m in report["miou"])
+    assert report["gflops"] == sorted(report["gflops"]) and report["gflops"][0] > 0
+    assert (out / "exits.png").stat().st_size > 0 and (out / "overlay.gif").stat().st_size > 0
+    code, _, err = run(capsys, "demo", "--bundle", str(bundle), "--out", str(out))
+    assert code == 2 and "convert one at the frames' size" in err and err.count("\n") == 1
+
+
+def test_demo_reuses_a_cached_bundle(bundle, tmp_path):
+    from converters.demo import bundle_name, cached_bundle
+
+    size = read_bundle(bundle).input
+    shipped = WEIGHTS_DIR / DEFAULT_WEIGHTS["w18_small_v2"]
+    name = bundle_name(shipped, "executorch", "fp32", size.height, size.width)
+    cached = tmp_path / "cache" / "bundles" / name
+    shutil.copytree(bundle, cached)
+    before = (cached / "manifest.json").stat().st_mtime_ns
+    folder, built = cached_bundle(None, "fp32", size.height, size.width, cache=tmp_path / "cache")
+    assert folder == cached and not built
+    assert (cached / "manifest.json").stat().st_mtime_ns == before

@@ -44,8 +44,8 @@ def test_shipped_samples_have_frames_and_labels():
 
 def test_demo_reports_every_exit_and_writes_panel(tmp_path, small_frames, checkpoint, capsys):
     out = tmp_path / "demo"
-    code = main(["demo", "--checkpoint", str(checkpoint), "--frames", str(small_frames),
-                 "--out", str(out), "--threads", "1"])
+    code = main(["demo", "--eager", "--checkpoint", str(checkpoint), "--frames",
+                 str(small_frames), "--out", str(out), "--threads", "1"])
     assert code == 0
     text = capsys.readouterr().out
     assert "exit" in text and "mIoU" in text and "exits.png" in text
@@ -60,8 +60,8 @@ def test_demo_reports_every_exit_and_writes_panel(tmp_path, small_frames, checkp
 
 def test_demo_threshold_off_and_errors(tmp_path, small_frames, checkpoint, capsys):
     out = tmp_path / "off"
-    assert main(["demo", "--checkpoint", str(checkpoint), "--frames", str(small_frames),
-                 "--threshold", "off", "--out", str(out)]) == 0
+    assert main(["demo", "--eager", "--checkpoint", str(checkpoint), "--frames",
+                 str(small_frames), "--threshold", "off", "--out", str(out)]) == 0
     assert json.loads((out / "demo.json").read_text())["masked"] == [0.0, 0.0, 0.0]
     capsys.readouterr()
     empty = tmp_path / "empty"
