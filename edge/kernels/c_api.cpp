@@ -1,8 +1,11 @@
 // C ABI of the masked-conv core, for the PyTorch binding (ctypes) and the exactness tests.
 //
-// Threads: a small persistent pool whose idle workers sleep on a condition variable (never
-// spin: spinning workers slow down whatever runs between our convs, TOOLCHAIN.md).
+// Threads: a small persistent pool. Idle workers spin for at most kSpinMicros (one conv issues
+// three parallel passes microseconds apart; waking a sleeping thread costs more than a fill
+// pass), then sleep on a condition variable: long spinning would slow down whatever runs
+// between our convs (TOOLCHAIN.md).
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -12,6 +15,16 @@
 #include "masked_conv.h"
 
 namespace {
+
+constexpr int kSpinMicros = 100;
+
+inline void relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
 
 class Pool {
  public:
@@ -30,7 +43,7 @@ class Pool {
       tasks_ = tasks;
       next_.store(0);
       busy_ = static_cast<int>(workers_.size());
-      ++generation_;
+      generation_.fetch_add(1);
     }
     wake_.notify_all();
     drain(fn, tasks);
@@ -50,13 +63,13 @@ class Pool {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       stop_ = true;
-      ++generation_;
+      generation_.fetch_add(1);
     }
     wake_.notify_all();
     for (auto& t : workers_) t.join();
     workers_.clear();
     stop_ = false;
-    const uint64_t start = generation_;  // workers react to the next job, even if they start late
+    const uint64_t start = generation_.load();  // workers react to the next job, even if they start late
     for (size_t i = 0; i < want; ++i) workers_.emplace_back([this, start] { work(start); });
   }
 
@@ -64,6 +77,11 @@ class Pool {
     for (;;) {
       const std::function<void(int)>* job;
       int tasks;
+      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(kSpinMicros);
+      for (int i = 0; generation_.load(std::memory_order_acquire) == seen; ++i) {
+        relax();
+        if ((i & 63) == 0 && std::chrono::steady_clock::now() > until) break;
+      }
       {
         std::unique_lock<std::mutex> lock(mutex_);
         wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
@@ -85,7 +103,7 @@ class Pool {
   int tasks_ = 0;
   int busy_ = 0;
   bool stop_ = false;
-  uint64_t generation_ = 0;
+  std::atomic<uint64_t> generation_{0};
   std::atomic<int> next_{0};
 };
 

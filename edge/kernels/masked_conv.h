@@ -240,10 +240,10 @@ ADPC_INLINE void epilogue_row(const MaskedConvArgs& a, float* __restrict out,
 }
 
 // Skipped pixels of output row r: the vertical fill from the H rows of the window (0 where no
-// active pixel is near), then the epilogue on the whole row.
+// active pixel is near). It writes skipped pixels only, which no H row reads.
 template <int CT>
 ADPC_INLINE void finish_row(const MaskedConvArgs& a, const RunList& rl, const uint8_t* needs_fill,
-                            const float* hbuf, int r) {
+                            const float* ring, int ring_rows, int h0, int r) {
   const int R = a.window / 2, C = channels<CT>(a);
   const int image = r / a.ho, oy = r % a.ho;
   const float* m = a.mask + static_cast<int64_t>(r) * a.wo;
@@ -258,7 +258,7 @@ ADPC_INLINE void finish_row(const MaskedConvArgs& a, const RunList& rl, const ui
       if (rl.span_lo[rr] >= rl.span_hi[rr] || !needs_fill[rr]) continue;
       const int lo = std::max(0, rl.span_lo[rr] - R), hi = std::min(a.wo, rl.span_hi[rr] + R);
       const float t = a.taps[dy + R];
-      const float* hrow = hbuf + static_cast<int64_t>(rr) * a.wo * C;
+      const float* hrow = ring + static_cast<int64_t>((rr - h0) % ring_rows) * a.wo * C;
       for (int x = lo; x < hi; ++x) {
         if (m[x] != 0.0f) continue;
         float* __restrict o = out + static_cast<int64_t>(x) * C;
@@ -267,45 +267,76 @@ ADPC_INLINE void finish_row(const MaskedConvArgs& a, const RunList& rl, const ui
       }
     }
   }
-  epilogue_row<CT>(a, out, a.residual ? a.residual + static_cast<int64_t>(r) * a.wo * C : nullptr,
-                   a.wo);
 }
 
 template <int CT>
-ADPC_CLONES_T void fill_and_finish(const MaskedConvArgs& a, const RunList& rl,
-                                   const std::vector<int32_t>& row_first_run,
-                                   const uint8_t* needs_fill, float* hbuf, int r, bool horizontal) {
-  if (horizontal) {
-    const int R = a.window / 2;
-    if (rl.span_lo[r] >= rl.span_hi[r] || !needs_fill[r]) return;
-    const int lo = std::max(0, rl.span_lo[r] - R), hi = std::min(a.wo, rl.span_hi[r] + R);
-    fill_row_h<CT>(a, rl, row_first_run[r], r, hbuf + static_cast<int64_t>(r) * a.wo * a.cout, lo, hi);
-  } else {
-    finish_row<CT>(a, rl, needs_fill, hbuf, r);
+ADPC_INLINE void epilogue_of_row(const MaskedConvArgs& a, int r) {
+  const int C = channels<CT>(a);
+  epilogue_row<CT>(a, a.out + static_cast<int64_t>(r) * a.wo * C,
+                   a.residual ? a.residual + static_cast<int64_t>(r) * a.wo * C : nullptr, a.wo);
+}
+
+// One band of output rows [r0, r1) of one image: horizontal fill of the rows its vertical
+// window reads (the band plus R rows each side, recomputed at band edges), then the vertical
+// fill and epilogue of its rows. A whole-map H buffer made the fill memory-bound (no gain
+// from a second thread); bands with a ring of H rows stay in cache.
+template <int CT>
+ADPC_CLONES_T void fill_band(const MaskedConvArgs& a, const RunList& rl,
+                             const std::vector<int32_t>& row_first_run, const uint8_t* needs_fill,
+                             int r0, int r1, bool deferred) {
+  const int R = a.window / 2, C = channels<CT>(a);
+  if (deferred) {  // second pass: only the epilogue of rows next to a shared band edge
+    const int first = (r0 / a.ho) * a.ho, last = first + a.ho;
+    if (!a.taps || a.window <= 1) return;
+    for (int r = r0; r < r1; ++r)
+      if ((r0 > first && r < r0 + R) || (r1 < last && r >= r1 - R)) epilogue_of_row<CT>(a, r);
+    return;
+  }
+  const int image = r0 / a.ho, first = image * a.ho, last = first + a.ho;
+  const int h0 = std::max(first, r0 - R), h1 = std::min(last, r1 + R);
+  // H rows live in a ring of 2R + 1 rows: row rr is computed just before the first output row
+  // that reads it, so the working set stays in cache.
+  const int ring_rows = 2 * R + 1;
+  static thread_local std::vector<float> ring;
+  const bool fill = a.taps && a.window > 1;
+  if (fill && ring.size() < static_cast<size_t>(ring_rows) * a.wo * C)
+    ring.resize(static_cast<size_t>(ring_rows) * a.wo * C);
+  int next = h0;  // next H row to compute
+  for (int r = r0; r < r1; ++r) {
+    for (; fill && next < std::min(h1, r + R + 1); ++next) {
+      if (rl.span_lo[next] >= rl.span_hi[next] || !needs_fill[next]) continue;
+      const int lo = std::max(0, rl.span_lo[next] - R), hi = std::min(a.wo, rl.span_hi[next] + R);
+      fill_row_h<CT>(a, rl, row_first_run[next], next,
+                     ring.data() + static_cast<int64_t>((next - h0) % ring_rows) * a.wo * C, lo, hi);
+    }
+    finish_row<CT>(a, rl, needs_fill, ring.data(), ring_rows, h0, r);
+    // The epilogue rewrites active pixels in place: rows a neighbouring band reads raw for its
+    // H rows (within R of a shared edge) wait for the second pass.
+    const bool shared_top = r0 > first && r < r0 + R, shared_bottom = r1 < last && r >= r1 - R;
+    if (!(fill && (shared_top || shared_bottom)) || deferred) epilogue_of_row<CT>(a, r);
   }
 }
 
 // Channel counts of W18-Small-v2 (branches, heads, classes) get compiled loops.
 ADPC_CLONES
-inline void dispatch_fill(const MaskedConvArgs& a, const RunList& rl,
-                                const std::vector<int32_t>& row_first_run,
-                                const uint8_t* needs_fill, float* hbuf, int r, bool horizontal) {
+inline void dispatch_band(const MaskedConvArgs& a, const RunList& rl,
+                          const std::vector<int32_t>& row_first_run, const uint8_t* needs_fill,
+                          int r0, int r1, bool deferred) {
   switch (a.cout) {
-#define ADPC_CASE(n) case n: fill_and_finish<n>(a, rl, row_first_run, needs_fill, hbuf, r, horizontal); return;
+#define ADPC_CASE(n) case n: fill_band<n>(a, rl, row_first_run, needs_fill, r0, r1, deferred); return;
     ADPC_CASE(18) ADPC_CASE(19) ADPC_CASE(36) ADPC_CASE(64) ADPC_CASE(72) ADPC_CASE(144)
     ADPC_CASE(270)
 #undef ADPC_CASE
-    default: fill_and_finish<0>(a, rl, row_first_run, needs_fill, hbuf, r, horizontal);
+    default: fill_band<0>(a, rl, row_first_run, needs_fill, r0, r1, deferred);
   }
 }
 
 }  // namespace detail
 
-// Scratch the caller keeps between calls (run list + horizontal-fill buffer), so a forward
+// Scratch the caller keeps between calls (run lists, fill bookkeeping), so a forward
 // does not allocate per conv.
 struct Workspace {
   RunList runs;
-  std::vector<float> hbuf;
   std::vector<int32_t> task_begin;
   std::vector<uint8_t> needs_fill;
   std::vector<int32_t> row_first_run;
@@ -348,15 +379,19 @@ void masked_conv2d(const MaskedConvArgs& a, Workspace& ws, int threads, Parallel
       for (int yy = std::max(0, oy - R); yy <= std::min(a.ho - 1, oy + R); ++yy)
         ws.needs_fill[image * a.ho + yy] = 1;
     }
-    const size_t need = static_cast<size_t>(rows) * a.wo * a.cout;
-    if (ws.hbuf.size() < need) ws.hbuf.resize(need);
-    par(rows, [&](int r) {
-      detail::dispatch_fill(a, ws.runs, ws.row_first_run, ws.needs_fill.data(), ws.hbuf.data(), r, true);
-    });
   }
-  par(rows, [&](int r) {
-    detail::dispatch_fill(a, ws.runs, ws.row_first_run, ws.needs_fill.data(), ws.hbuf.data(), r, false);
-  });
+  // Bands of output rows inside one image, two per thread, at least 16 rows (halo cost).
+  const int split = std::max(1, std::max(1, threads) * 2 / std::max(1, a.n));
+  const int per_image = std::min(a.ho, std::max(16, (a.ho + split - 1) / split));
+  const int bands_per_image = (a.ho + per_image - 1) / per_image;
+  const auto band = [&](int b, bool deferred) {
+    const int image = b / bands_per_image, i = b % bands_per_image;
+    const int r0 = image * a.ho + i * per_image;
+    const int r1 = std::min(image * a.ho + a.ho, r0 + per_image);
+    detail::dispatch_band(a, ws.runs, ws.row_first_run, ws.needs_fill.data(), r0, r1, deferred);
+  };
+  par(a.n * bands_per_image, [&](int b) { band(b, false); });
+  if (fill && bands_per_image > 1) par(a.n * bands_per_image, [&](int b) { band(b, true); });
 }
 
 // Pack an OIHW weight into [k][k][cin][cout_pad] (zeros in the padding).
