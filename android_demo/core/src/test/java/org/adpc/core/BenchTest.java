@@ -19,7 +19,7 @@ import org.junit.jupiter.api.Test;
  */
 class BenchTest {
     /** Replays the stage times edge.bench consumed, checking the call order as it goes. */
-    static final class ReplayRunner implements StageRunner {
+    static final class ReplayRunner extends FakeRunner {
         final SchedulerTest.FakeClock clock;
         final List<Object> calls;
         final Golden golden;
@@ -32,21 +32,6 @@ class BenchTest {
         }
 
         @Override
-        public String name() {
-            return "fake";
-        }
-
-        @Override
-        public String precision() {
-            return "fp32";
-        }
-
-        @Override
-        public int threads() {
-            return 2;
-        }
-
-        @Override
         public Tensor[] runStage(int k, Tensor[] inputs) throws Exception {
             List<Object> call = Golden.asList(calls.get(next));
             assertEquals(Golden.integer(call.get(0)), k, "stage of call " + next);
@@ -55,9 +40,6 @@ class BenchTest {
             return new Tensor[] {Tensor.zeros(1, 2, 2, 2), golden.tensor("sched_logits_" + k)};
         }
 
-        @Override
-        public void close() {
-        }
     }
 
     static void near(Object expected, Object actual, String what) {

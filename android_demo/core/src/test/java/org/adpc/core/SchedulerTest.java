@@ -28,7 +28,7 @@ class SchedulerTest {
     }
 
     /** Replays the recorded stage times and exit logits; may press cancel mid-stage. */
-    static final class ScriptedRunner implements StageRunner {
+    static final class ScriptedRunner extends FakeRunner {
         final FakeClock clock;
         final Golden golden;
         List<Object> frames;
@@ -39,21 +39,6 @@ class SchedulerTest {
         ScriptedRunner(FakeClock clock, Golden golden) {
             this.clock = clock;
             this.golden = golden;
-        }
-
-        @Override
-        public String name() {
-            return "fake";
-        }
-
-        @Override
-        public String precision() {
-            return "fp32";
-        }
-
-        @Override
-        public int threads() {
-            return 2;
         }
 
         @Override
@@ -68,9 +53,6 @@ class SchedulerTest {
             return new Tensor[] {Tensor.zeros(1, 2, 2, 2), golden.tensor(logits)};
         }
 
-        @Override
-        public void close() {
-        }
     }
 
     static Budget budget(List<Object> specs, Clock clock, ScriptedRunner runner) {
