@@ -425,10 +425,11 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--pretrained", action="store_true",
                      help="the shipped model (the default when no --checkpoint is given)")
     p.add_argument("--backend", default="all",
-                   help="executorch, tflite, coreml, a comma list, or all (default)")
+                   help="executorch, tflite, coreml, torch (PyTorch on a host), a comma list, "
+                   "or all (default: the three phone runtimes)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
     p.add_argument("--sparse", action="store_true",
-                   help="ExecuTorch fp32 only: masked convs call the native block-sparse "
+                   help="ExecuTorch / torch, fp32 only: masked convs call the native block-sparse "
                    "kernel (adpc::masked_conv2d, built on first use), so skipped pixels cost "
                    "no conv time")
     p.add_argument("--size", default="256x512", help="input HEIGHTxWIDTH, multiples of 32")
@@ -440,9 +441,10 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_backends(text: str) -> list[str]:
-    from converters.convert import BACKENDS
+    from converters.convert import BACKENDS, PHONE_BACKENDS
 
-    names = list(BACKENDS) if text == "all" else [v.strip() for v in text.split(",") if v.strip()]
+    names = list(PHONE_BACKENDS) if text == "all" else [v.strip() for v in text.split(",")
+                                                        if v.strip()]
     bad = [n for n in names if n not in BACKENDS]
     if bad or not names:
         raise UsageError(f"--backend {text!r}: choose from {', '.join(BACKENDS)} or all")
@@ -511,7 +513,8 @@ def add_verify(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("bundle", help="a bundle folder written by adpc convert")
     p.add_argument("--checkpoint", help="the source checkpoint (default: the manifest's)")
-    p.add_argument("--backend", default="all", help="backends to check (default all)")
+    p.add_argument("--backend", default="all",
+                   help="backends to check (default: every backend in the bundle)")
     p.add_argument("--frames", type=int, default=4, help="synthetic frames (default 4)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -523,11 +526,12 @@ def run_verify(args: argparse.Namespace) -> int:
 
     if args.frames < 1:
         raise UsageError("--frames must be >= 1")
-    backends = parse_backends(args.backend)
+    backends = None if args.backend == "all" else parse_backends(args.backend)
     results = verify_bundle(args.bundle, checkpoint=args.checkpoint, frames=args.frames,
                             backends=backends, threads=args.threads)
     if not results:
-        raise UsageError(f"bundle {args.bundle} holds no files for {', '.join(backends)}")
+        raise UsageError(f"bundle {args.bundle} holds no files for "
+                         f"{', '.join(backends or ['any backend'])}")
     if args.json:
         print(json.dumps([r.to_dict() for r in results]))
     else:
@@ -548,7 +552,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         "--calibrate fits the runtime's cost model on this machine and stores it in the bundle.",
     )
     p.add_argument("bundle", help="a bundle folder written by adpc convert")
-    p.add_argument("--backend", default="executorch", help="executorch (default) or tflite")
+    p.add_argument("--backend", default="executorch", help="executorch (default), tflite or torch")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: all)")
     p.add_argument("--frames", default=None,
@@ -618,7 +622,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", default="samples",
                    help="'samples' (the shipped drive), a camera index, a video file or a "
                    "folder of frames (default samples)")
-    p.add_argument("--backend", default="executorch", help="executorch (default) or tflite")
+    p.add_argument("--backend", default="executorch", help="executorch (default), tflite or torch")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--deadline-ms", type=float, default=None, help="per-frame deadline")

@@ -20,9 +20,12 @@ from edge.bundle import Manifest, read_bundle, sha256_of, write_bundle
 from .export import BackendFiles, ExportError, Source, StageSet, load_source, stage_set
 from .stages import build_manifest
 
-BACKENDS = ("executorch", "tflite", "coreml")
-_MODULES = {name: f"converters.{name}" for name in BACKENDS}
-_EXTRAS = {"executorch": "executorch", "tflite": "tflite", "coreml": "coreml"}
+PHONE_BACKENDS = ("executorch", "tflite", "coreml")
+"""What `--backend all` converts: the runtimes a phone has."""
+BACKENDS = (*PHONE_BACKENDS, "torch")
+_MODULES = {**{name: f"converters.{name}" for name in PHONE_BACKENDS},
+            "torch": "converters.torch_program"}
+_EXTRAS = {"executorch": "executorch", "tflite": "tflite", "coreml": "coreml", "torch": "dev"}
 
 
 class MissingBackend(ImportError):
@@ -101,9 +104,12 @@ def convert_bundle(
     sparse: ExecuTorch only; the stage files call the native sparse masked conv.
     """
     say = progress or (lambda _msg: None)
-    if sparse and list(backends) != ["executorch"]:
-        raise ExportError("--sparse runs only in ExecuTorch (and PyTorch): use --backend "
-                          "executorch")
+    if sparse and not set(backends) <= {"executorch", "torch"}:
+        raise ExportError("--sparse runs only in ExecuTorch and PyTorch: use --backend "
+                          "executorch, torch or executorch,torch")
+    if "torch" in backends and precision != "fp32":
+        raise ExportError("the torch backend runs fp32 stage programs only: use --precision "
+                          "fp32, or executorch/tflite for int8")
     for name in backends:
         backend_module(name)  # a missing extra fails before the slow steps
     source = load_source(checkpoint)

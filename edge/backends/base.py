@@ -21,6 +21,7 @@ BACKEND_MODULES = {
     "executorch": "edge.backends.executorch",
     "tflite": "edge.backends.tflite",
     "coreml": "edge.backends.coreml",
+    "torch": "edge.backends.torch_program",
 }
 
 
