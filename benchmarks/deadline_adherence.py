@@ -26,7 +26,7 @@ from collections import Counter
 
 import numpy as np
 from runtime_setup import (
-    DEFAULT_SOURCE,
+    add_bundle_args,
     calibrated_bundle,
     confusion,
     miou,
@@ -46,10 +46,7 @@ SLACK = 0.05
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--source", default=DEFAULT_SOURCE, help="bundle to copy and calibrate")
-    p.add_argument("--bundle", default="bundles/runtime/int8_256x512")
-    p.add_argument("--backend", default="executorch")
-    p.add_argument("--precision", default="int8")
+    add_bundle_args(p)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--frames", type=int, default=100)
     p.add_argument("--repeats", type=int, default=2)

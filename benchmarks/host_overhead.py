@@ -19,7 +19,7 @@ import sys
 import time
 
 import numpy as np
-from runtime_setup import DEFAULT_SOURCE, calibrated_bundle, say, scenes
+from runtime_setup import add_bundle_args, calibrated_bundle, say, scenes
 
 from edge.atomic import write_text
 from edge.backends import open_backend
@@ -66,10 +66,7 @@ def components(runner: AnytimeRunner, x: np.ndarray, meter) -> dict[str, float]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--source", default=DEFAULT_SOURCE)
-    p.add_argument("--bundle", default="bundles/runtime/int8_256x512")
-    p.add_argument("--backend", default="executorch")
-    p.add_argument("--precision", default="int8")
+    add_bundle_args(p)
     p.add_argument("--threads", default="1")
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--repeats", type=int, default=20)

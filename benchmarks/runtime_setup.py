@@ -25,6 +25,14 @@ DEFAULT_SOURCE = "bundles/bench/int8_256x512"
 """The shipped model's int8 (QAT) bundle at 256x512 made by benchmarks/runtime_latency.py."""
 
 
+def add_bundle_args(p) -> None:
+    """The bundle options every runtime benchmark shares (source bundle, copy, backend)."""
+    p.add_argument("--source", default=DEFAULT_SOURCE, help="bundle to copy and calibrate")
+    p.add_argument("--bundle", default="bundles/runtime/int8_256x512")
+    p.add_argument("--backend", default="executorch")
+    p.add_argument("--precision", default="int8")
+
+
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 

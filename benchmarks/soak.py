@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from runtime_setup import DEFAULT_SOURCE, ROOT, calibrated_bundle, say, scenes
+from runtime_setup import ROOT, add_bundle_args, calibrated_bundle, say, scenes
 
 from edge.atomic import write_text
 from edge.bundle import read_bundle
@@ -43,10 +43,7 @@ def rss_mb(pid: int) -> float | None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--source", default=DEFAULT_SOURCE)
-    p.add_argument("--bundle", default="bundles/runtime/int8_256x512")
-    p.add_argument("--backend", default="executorch")
-    p.add_argument("--precision", default="int8")
+    add_bundle_args(p)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--frames", type=int, default=5000)
     p.add_argument("--deadline-ms", type=float, default=40.0)
