@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SOURCE_DIR = Path(__file__).resolve().parent
-CORE_HEADER = SOURCE_DIR / "masked_conv.h"
 FLAGS = ("-O3", "-std=c++17", "-fPIC", "-shared", "-fno-math-errno", "-Wall")
 """Portable flags only: no -march. On x86-64 the core compiles clones for AVX-512, AVX2 and the
 baseline and picks one at load time (target_clones); aarch64 gets NEON as its baseline."""
@@ -57,7 +56,7 @@ def _fingerprint(cxx: str, library: Library) -> str:
     digest = hashlib.sha256()
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
     digest.update(version.encode())
-    for path in (CORE_HEADER, *library.sources):
+    for path in (*sorted(SOURCE_DIR.glob("*.h")), *library.sources):
         digest.update(path.read_bytes())
     digest.update(" ".join((*FLAGS, *library.extra)).encode())
     return digest.hexdigest()[:16]

@@ -1,4 +1,5 @@
-// C ABI of the masked-conv core, for the PyTorch binding (ctypes) and the exactness tests.
+// C ABI of the masked-conv cores (fp32: masked_conv.h, int8: qmasked_conv.h), for the PyTorch
+// binding (ctypes) and the exactness tests.
 //
 // Threads: a small persistent pool. Idle workers spin for at most kSpinMicros (one conv issues
 // three parallel passes microseconds apart; waking a sleeping thread costs more than a fill
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "masked_conv.h"
+#include "qmasked_conv.h"
 
 namespace {
 
@@ -116,7 +118,8 @@ Pool& pool() {
 
 extern "C" {
 
-int adpc_abi_version() { return 1; }
+// 2: adds the int8 entry points (adpc_qpacked_size, adpc_qpack_weight, adpc_qmasked_conv2d).
+int adpc_abi_version() { return 2; }
 
 // Returns 0 on success, a positive code naming the bad argument otherwise.
 int adpc_masked_conv2d(int n, int h, int w, int cin, int cout, int cout_pad, int k, int stride,
@@ -145,6 +148,51 @@ int adpc_masked_conv2d(int n, int h, int w, int cin, int cout, int cout_pad, int
 
 void adpc_pack_weight(const float* oihw, int cout, int cin, int k, float* packed) {
   adpc::pack_weight(oihw, cout, cin, k, packed);
+}
+
+// ---------------------------------------------------------------------------------- int8
+// Bytes of the packed int8 weight; -1, -2 or -3 (minus the argument's position) when cout,
+// cin or k is out of range.
+long adpc_qpacked_size(int cout, int cin, int k) {
+  if (cout <= 0 || cout > adpc::kQMaxChannels) return -1;
+  if (cin <= 0 || cin > adpc::kQMaxChannels) return -2;
+  if (k <= 0 || k > adpc::kQMaxKernel) return -3;
+  return static_cast<long>(adpc::qpacked_size(cout, cin, k));
+}
+
+// OIHW int8 -> the machine-independent packed layout (qmasked_conv.h). 0 or a bad argument's
+// 1-based position.
+int adpc_qpack_weight(const int8_t* oihw, int cout, int cin, int k, int8_t* packed) {
+  return adpc::qpack_weight(oihw, cout, cin, k, packed);
+}
+
+// The int8 masked conv (semantics: qmasked_conv.h). Returns 0, or the 1-based position of the
+// first bad argument in this signature (nothing is written then).
+int adpc_qmasked_conv2d(int n, int h, int w, int cin, int cout, int k, int stride, int pad,
+                        const int8_t* x, float x_scale, int x_zp,
+                        const int8_t* packed, const float* w_scale, const float* bias,
+                        const float* mask, int mh, int mw,
+                        float y_scale, int y_zp,
+                        const float* taps, int window,
+                        const float* bn_scale, const float* bn_shift,
+                        const int8_t* residual, float r_scale, int r_zp, float b_scale, int b_zp,
+                        int relu, float o_scale, int o_zp,
+                        int8_t* out, int threads) {
+  adpc::QMaskedConvArgs a;
+  a.n = n; a.h = h; a.w = w; a.cin = cin; a.cout = cout; a.k = k; a.stride = stride; a.pad = pad;
+  a.x = x; a.x_scale = x_scale; a.x_zp = x_zp;
+  a.packed = packed; a.w_scale = w_scale; a.bias = bias;
+  a.mask = mask; a.mh = mh; a.mw = mw;
+  a.y_scale = y_scale; a.y_zp = y_zp;
+  a.taps = taps; a.window = window;
+  a.bn_scale = bn_scale; a.bn_shift = bn_shift;
+  a.residual = residual; a.r_scale = r_scale; a.r_zp = r_zp; a.b_scale = b_scale; a.b_zp = b_zp;
+  a.relu = relu; a.o_scale = o_scale; a.o_zp = o_zp;
+  a.out = out;
+  static thread_local adpc::QWorkspace ws;
+  return adpc::qmasked_conv2d(a, ws, threads, [threads](int tasks, const std::function<void(int)>& fn) {
+    pool().run(threads, tasks, fn);
+  });
 }
 
 }  // extern "C"
