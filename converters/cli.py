@@ -429,9 +429,9 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
                    "or all (default: the three phone runtimes)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
     p.add_argument("--sparse", action="store_true",
-                   help="ExecuTorch / torch, fp32 only: masked convs call the native block-sparse "
-                   "kernel (adpc::masked_conv2d, built on first use), so skipped pixels cost "
-                   "no conv time")
+                   help="masked convs call the native block-sparse kernel (built on first "
+                   "use), so skipped pixels cost no conv time: ExecuTorch fp32 and int8 "
+                   "(adpc::masked_conv2d / adpc::qmasked_conv2d), torch fp32")
     p.add_argument("--size", default="256x512", help="input HEIGHTxWIDTH, multiples of 32")
     p.add_argument("--out", default="bundles/w18_small_v2", help="bundle folder to write")
     p.add_argument("--frames", type=int, default=4,

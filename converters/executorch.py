@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from edge.bundle import BundleFile, MethodIO, Quantization, TensorSpec
 
-from .export import BackendFiles, ExportError, StageSet, export_stage
+from .export import BackendFiles, ExportError, StageSet, export_stage, program_example
 
 _NOT_COMPUTE = {"getitem", "executorch_call_delegate", "alloc", "_assert_tensor_metadata"}
 
@@ -59,43 +59,88 @@ def _delegated_ops(program) -> int:
 
 
 _DEQUANT = "quantized_decomposed.dequantize_per_tensor.default"
+_QMASKED = "adpc.qmasked_conv2d.default"
 
 
 def int8_feature_outputs(
-    program: torch.export.ExportedProgram, example: tuple
+    program: torch.export.ExportedProgram, example: tuple,
+    requantize: Sequence[Quantization | None] | None = None,
 ) -> tuple[torch.export.ExportedProgram, list[Quantization | None]]:
     """Return every output but the last (the logits) as the int8 tensor it is dequantised from.
 
-    Returns the re-exported program and, per output, its quantisation (None: stays float).
+    requantize: per output, the parameters the next stage's int8 input takes (int8 sparse
+    mode): the output is requantised to them inside this graph, so the runtime hands it over
+    untouched. Returns the re-exported program and, per output, its quantisation (None: stays
+    float).
     """
     gm = program.module()
-    out = gm.graph.output_node()
+    graph = gm.graph
+    out = graph.output_node()
     values = list(out.args[0])
     params: list[Quantization | None] = []
     for i, node in enumerate(values):
         if i < len(values) - 1 and str(node.target) == _DEQUANT:
-            scale, zero_point = node.args[1], node.args[2]
+            scale, zero_point = float(node.args[1]), int(node.args[2])
             values[i] = node.args[0]
-            params.append(Quantization(float(scale), int(zero_point)))
+            want = requantize[i] if requantize is not None and i < len(requantize) else None
+            if want is not None and (want.scale, want.zero_point) != (scale, zero_point):
+                with graph.inserting_before(out):
+                    real = graph.call_function(node.target, (values[i], *node.args[1:]))
+                    values[i] = graph.call_function(
+                        torch.ops.quantized_decomposed.quantize_per_tensor.default,
+                        (real, want.scale, want.zero_point, *node.args[3:]))
+                scale, zero_point = want.scale, want.zero_point
+            params.append(Quantization(scale, zero_point))
         else:
             params.append(None)
     out.args = (tuple(values),)
-    gm.graph.eliminate_dead_code()
+    graph.eliminate_dead_code()
     gm.recompile()
     with torch.no_grad():
         return torch.export.export(gm, example), params
 
 
-def _method_io(stages: StageSet, k: int, params: list[Quantization | None]) -> MethodIO:
+def int8_input_params(program: torch.export.ExportedProgram) -> list[Quantization | None]:
+    """Per user input: the quantisation of an int8 input (read off its dequantise), or None."""
+    user = set(program.graph_signature.user_inputs)
+    params: list[Quantization | None] = []
+    for node in program.graph.nodes:
+        if node.op != "placeholder" or node.name not in user:
+            continue
+        found = [_read_as(node, u) for u in node.users] if node.meta["val"].dtype == torch.int8 \
+            else []
+        params.append(next((q for q in found if q is not None), None))
+    return params
+
+
+def _read_as(value: torch.fx.Node, user: torch.fx.Node) -> Quantization | None:
+    """The quantisation an int8 value is read with: by a dequantise or a fused masked conv."""
+    if str(user.target) == _DEQUANT:
+        return Quantization(float(user.args[1]), int(user.args[2]))
+    if str(user.target) == _QMASKED:
+        from edge.kernels.qtorch_op import ARG_RESIDUAL, ARG_X
+
+        at = ARG_X if user.args[ARG_X] is value else ARG_RESIDUAL
+        return Quantization(float(user.args[at + 1]), int(user.args[at + 2]))
+    return None
+
+
+def _method_io(stages: StageSet, k: int, outputs: list[Quantization | None],
+               inputs: list[Quantization | None] | None = None) -> MethodIO:
+    """The file's I/O: int8 tensors where quantised (NHWC in int8 sparse mode)."""
     io = stages.io[k - 1]
-    inputs = tuple(TensorSpec(n, s) for n, s in io.inputs)
-    outputs = tuple(
-        TensorSpec(n, s, "int8", quantization=q) if q is not None else TensorSpec(n, s)
-        for (n, s), q in zip(io.outputs, params, strict=True))
-    return MethodIO(inputs, outputs)
+    layout = "NHWC" if stages.sparse else "NCHW"
+
+    def spec(name: str, shape: tuple, q: Quantization | None) -> TensorSpec:
+        return TensorSpec(name, shape, "int8", layout, q) if q is not None else TensorSpec(
+            name, shape)
+
+    ins = inputs or [None] * len(io.inputs)
+    return MethodIO(tuple(spec(n, s, q) for (n, s), q in zip(io.inputs, ins, strict=True)),
+                    tuple(spec(n, s, q) for (n, s), q in zip(io.outputs, outputs, strict=True)))
 
 
-SPARSE_KERNELS = ("adpc::masked_conv2d",)
+SPARSE_KERNELS = {"fp32": ("adpc::masked_conv2d",), "int8": ("adpc::qmasked_conv2d",)}
 
 
 def _compile_config(stages: StageSet):
@@ -116,12 +161,16 @@ def convert(
     programs, io = {}, {}
     for k in range(1, len(stages.modules) + 1):
         say(f"executorch {stages.precision}: exporting stage {k}")
-        program = export_stage(stages, k)
-        if stages.precision == "int8":
-            program, params = int8_feature_outputs(program, stages.example(k))
-            if any(q is not None for q in params):
-                io[f"stage{k}"] = _method_io(stages, k, params)
-        programs[f"stage{k}"] = program
+        programs[f"stage{k}"] = export_stage(stages, k)
+    if stages.precision == "int8":
+        inputs = [int8_input_params(p) for p in programs.values()]
+        for k, name in enumerate(programs, start=1):
+            after = inputs[k][:-1] if k < len(inputs) else None  # features, not the mask
+            program, params = int8_feature_outputs(programs[name], program_example(
+                programs[name]), after)
+            programs[name] = program
+            if any(q is not None for q in (*params, *inputs[k - 1])):
+                io[name] = _method_io(stages, k, params, inputs[k - 1])
     say(f"executorch {stages.precision}: lowering to XNNPACK")
     start = time.perf_counter()
     try:
@@ -153,7 +202,7 @@ def convert(
     seconds = time.perf_counter() - start
     files = {f"executorch/{path.name}": BundleFile(
         path, "executorch", stages.precision, tuple(programs), io,
-        SPARSE_KERNELS if stages.sparse else ())}
+        SPARSE_KERNELS[stages.precision] if stages.sparse else ())}
     notes = []
     partial = [r for r in report if r["delegated_fraction"] < 1.0]
     if partial:

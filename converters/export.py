@@ -90,7 +90,7 @@ class StageSet:
     """Per stage, a module with the StageGraph contract, plus the reference it must match.
 
     modules: fp32 StageGraphs, or int8 Q/DQ graphs with int8-folded weights (ExecuTorch,
-    Core ML); unfolded: int8 graphs with float weights + Q/DQ (LiteRT), None for fp32.
+    Core ML); `unfolded`: int8 graphs with float weights + Q/DQ (LiteRT), None for fp32.
     reference: the PyTorch chain whose exits the converted files must reproduce (the float
     model, or the converted int8 model: TOOLCHAIN.md QAT step 4).
     """
@@ -100,10 +100,22 @@ class StageSet:
     width: int
     precision: str
     modules: list[nn.Module]
-    unfolded: list[nn.Module] | None
+    quantized: object | None  # the QuantizedADPC the int8 graphs came from (None for fp32)
     reference: AnytimeChain
     quantized_from: str | None  # "qat" | "ptq" | None
-    sparse: bool = False  # masked convs run adpc::masked_conv2d (model_zoo.sparse)
+    sparse: bool = False  # masked convs run the native sparse kernel (model_zoo.sparse/qsparse)
+    _unfolded: list[nn.Module] | None = field(default=None, repr=False)
+
+    @property
+    def unfolded(self) -> list[nn.Module] | None:
+        """int8 graphs with float weights + Q/DQ (what LiteRT wants), converted on first use."""
+        if self.quantized is None:
+            return None
+        if self._unfolded is None:
+            from model_zoo.quantize import convert
+
+            self._unfolded = list(convert(self.quantized, fold_quantize=False).graphs)
+        return self._unfolded
 
     @property
     def io(self) -> list[StageIO]:
@@ -128,14 +140,12 @@ def stage_set(
 ) -> StageSet:
     """The stage modules of one precision at one size (int8: QAT when present, else PTQ).
 
-    sparse=True: fp32 stages whose masked convs run the native sparse kernel; their reference
-    is still the dense-masked float model (the kernel must reproduce it).
+    sparse=True: stages whose masked convs run the native sparse kernel (fp32: model_zoo.sparse;
+    int8: the quantized chains fused at export, model_zoo.qsparse); their reference is still
+    the dense-masked model of the same precision (the kernel must reproduce it).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if sparse and precision != "fp32":
-        raise ExportError("sparse mode is fp32 only (the int8 sparse kernel does not exist "
-                          "yet): use --precision fp32 with --sparse")
     float_model = source.float_model
     if precision == "fp32":
         if float_model is None:
@@ -153,8 +163,8 @@ def stage_set(
                         sparse)
     from model_zoo.quantize import calibrate, convert, load_qat, prepare_ptq
 
-    if source.qat_path is not None:
-        q = load_qat(source.qat_path).eval()
+    if source.qat_path is not None:  # prepared at the bundle size: static graphs export faster
+        q = load_qat(source.qat_path, size=(height, width)).eval()
         if float_model is not None:  # convert at the float model's threshold
             q.config = float_model.config
         kind = "qat"
@@ -162,9 +172,9 @@ def stage_set(
         assert float_model is not None
         q = calibrate(prepare_ptq(float_model, height, width), calibration_images(height, width))
         kind = "ptq"
-    folded, unfolded = convert(q), convert(q, fold_quantize=False)
-    return StageSet(q.config, height, width, "int8", list(folded.graphs), list(unfolded.graphs),
-                    folded, kind)
+    folded = convert(q)
+    return StageSet(q.config, height, width, "int8", list(folded.graphs), q, folded, kind,
+                    sparse)
 
 
 def _is_qdq(node: torch.fx.Node) -> bool:
@@ -196,6 +206,30 @@ def _quiet_copy(module: nn.Module) -> nn.Module:
         return copy.deepcopy(module)
 
 
+def _int8_sparse_graph(gm: torch.fx.GraphModule, k: int, example: tuple[Tensor, ...]
+                       ) -> tuple[Tensor, ...]:
+    """Fuse the masked conv chains and run NHWC from the input on; feature inputs become the
+    int8 tensors the previous stage hands over. Returns the example the new graph takes."""
+    from model_zoo.qsparse import channels_last_inputs, fuse_masked_convs, int8_feature_inputs
+
+    if k > 1:
+        fuse_masked_convs(gm)
+    channels_last_inputs(gm)
+    params = int8_feature_inputs(gm)
+    return tuple(
+        x if q is None else torch.zeros_like(x, dtype=torch.int8).contiguous(
+            memory_format=torch.channels_last)
+        for x, q in zip(example, params, strict=True))
+
+
+def program_example(program: torch.export.ExportedProgram) -> tuple[Tensor, ...]:
+    """Zero inputs of the dtypes, shapes and layouts an exported program takes."""
+    user = set(program.graph_signature.user_inputs)
+    values = [n.meta["val"] for n in program.graph.nodes
+              if n.op == "placeholder" and n.name in user]
+    return tuple(torch.empty_strided(v.shape, v.stride(), dtype=v.dtype).zero_() for v in values)
+
+
 def export_stage(stages: StageSet, k: int, folded: bool = True) -> torch.export.ExportedProgram:
     """Stage k as an ExportedProgram at batch 1 and the bundle size, constants folded."""
     module = stages.modules[k - 1] if folded or stages.unfolded is None else stages.unfolded[k - 1]
@@ -204,6 +238,8 @@ def export_stage(stages: StageSet, k: int, folded: bool = True) -> torch.export.
         with torch.no_grad():
             gm = torch.export.export(_quiet_copy(module), example).module()
             fold_constants(gm)
+            if stages.sparse and stages.precision == "int8" and folded:
+                example = _int8_sparse_graph(gm, k, example)
             return torch.export.export(gm, example)
     except Exception as exc:  # export errors are long; keep the first line and the stage
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]

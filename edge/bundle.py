@@ -25,7 +25,7 @@ MANIFEST = "manifest.json"
 DTYPES = ("float32", "float16", "int8", "uint8", "int32", "int64")
 BACKENDS = ("executorch", "tflite", "coreml", "torch")
 PRECISIONS = ("fp32", "fp16", "int8")
-KERNELS = ("adpc::masked_conv2d",)
+KERNELS = ("adpc::masked_conv2d", "adpc::qmasked_conv2d")
 """Custom kernels a file may need from the runtime (edge/kernels builds them)."""
 
 

@@ -14,6 +14,7 @@ from conftest import assert_damaged_files_rejected
 from converters.convert import convert_stages
 from converters.verify import check_backend, frames_for
 from edge.backends import BackendUnavailable, open_backend
+from edge.backends.base import FileTensor, same_form
 from edge.bundle import read_bundle
 from edge.runtime import iter_exits
 
@@ -102,3 +103,75 @@ def test_missing_backend_names_the_fix(fp32_bundle):
 def test_corrupt_and_truncated_programs_are_rejected(fp32_bundle, tmp_path):
     assert_damaged_files_rejected(fp32_bundle.bundle, tmp_path, "executorch", "fp32",
                                   "not a loadable ExecuTorch program")
+
+
+# ------------------------------------------------------------------------ int8 sparse mode
+@pytest.fixture(scope="module")
+def int8_sparse_bundle(int8_stages, tmp_path_factory):
+    import dataclasses
+
+    out = tmp_path_factory.mktemp("et") / "int8_sparse"
+    return convert_stages(out, dataclasses.replace(int8_stages, sparse=True), ["executorch"])
+
+
+def test_int8_fusion_takes_every_3x3_masked_conv(int8_stages):
+    """Each int8 masked conv chain becomes one op; the ones left keep a float result."""
+    from collections import Counter
+    from operator import attrgetter
+
+    from converters.export import export_stage, fold_constants
+    from model_zoo.qsparse import fuse_masked_convs
+
+    for k in (2, 3, 4):
+        gm = export_stage(int8_stages, k).module()
+        fold_constants(gm)
+        report = fuse_masked_convs(gm)
+        ops = Counter(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+        assert ops["adpc.qmasked_conv2d.default"] == report.fused >= 10
+        assert report.with_residual >= 4  # BasicBlocks: BN -> + residual -> ReLU in the op
+        # what stays is a 1x1 conv whose BN output is read in float (fuse upsampling, heads)
+        left = [n for n in gm.graph.nodes if n.name in report.left]
+        weights = [attrgetter(n.args[1].args[0].target)(gm) for n in left]
+        assert weights and all(w.shape[-1] == 1 for w in weights), report.left
+        assert set(report.left.values()) <= {
+            "the ReLU output is not quantised", "no BN after the fill",
+            "the BN output stays float (read by an upsample, a pool or the logits)"}
+
+
+def test_int8_sparse_pte_agrees_with_the_int8_dense_masked_pte(int8_sparse_bundle, int8_bundle,
+                                                             frames):
+    """Same answers as the dense-masked int8 program: >= 99.5% of argmax pixels and masks."""
+    manifest = int8_sparse_bundle.manifest
+    (entry,) = manifest.files_for("executorch", "int8")
+    assert entry.kernels == ("adpc::qmasked_conv2d",) and entry.path.endswith("_sparse.pte")
+    report = {r["stage"]: r for r in int8_sparse_bundle.outputs[0].report}
+    for k in (2, 3, 4):
+        assert report[k]["not_delegated"].get("qmasked_conv2d", 0) >= 10
+    threshold = manifest.threshold
+    with open_backend("executorch", int8_sparse_bundle.bundle, "int8") as sparse, \
+            open_backend("executorch", int8_bundle.bundle, "int8") as dense:
+        # features cross each boundary as the int8 NHWC tensors the next stage takes
+        feats = sparse.run_stage(1, [frames[0][0].numpy()])[:-1]
+        wanted = sparse.method_io(2)[0][:-1]
+        assert all(isinstance(f, FileTensor) and f.data.dtype == np.int8 and f.data.shape ==
+                   (1, *f.shape[2:], f.shape[1]) and same_form(f.spec, t)
+                   for f, t in zip(feats, wanted, strict=True))
+        masked = 0.0
+        for image, _ in frames:
+            mine = list(iter_exits(sparse, image.numpy(), threshold))
+            theirs = list(iter_exits(dense, image.numpy(), threshold))
+            assert len(mine) == len(theirs) == 4
+            for a, b in zip(mine, theirs, strict=True):
+                assert (a.logits.argmax(1) == b.logits.argmax(1)).mean() >= 0.995
+                if a.mask is not None:
+                    assert (a.mask == b.mask).mean() >= 0.995
+            masked = max(masked, mine[-1].masked_fraction)
+    assert masked > 0.05  # the masks really skipped pixels
+
+
+def test_int8_sparse_pte_verifies_against_the_int8_pytorch_model(int8_sparse_bundle,
+                                                                int8_stages, frames):
+    result = check_backend(int8_sparse_bundle.bundle, int8_sparse_bundle.manifest, "executorch",
+                           "int8", int8_stages.reference, frames,
+                           int8_sparse_bundle.manifest.threshold)
+    assert result.status == "pass", result.reason

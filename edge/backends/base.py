@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,33 @@ def from_file_layout(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
     if spec.layout == "NHWC" and x.ndim == 4:
         x = x.transpose(0, 3, 1, 2)
     return np.ascontiguousarray(x)
+
+
+def same_form(a: TensorSpec, b: TensorSpec) -> bool:
+    """Whether two specs describe the same bytes (names aside)."""
+    return (tuple(a.shape), a.dtype, a.layout, a.quantization) == (
+        tuple(b.shape), b.dtype, b.layout, b.quantization)
+
+
+@dataclass(frozen=True)
+class FileTensor:
+    """A stage's feature output in its file's own form (e.g. int8 NHWC with a scale).
+
+    The next stage takes it as it is when its file wants exactly that form (no dequantise,
+    transpose and quantise at the boundary); `np.asarray` gives the contract tensor (float32
+    NCHW) for anything else.
+    """
+
+    data: np.ndarray
+    spec: TensorSpec
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.spec.shape)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        x = from_file_layout(self.data, self.spec)
+        return x if dtype is None else x.astype(dtype)
 
 
 class Backend(ABC):
@@ -130,8 +158,13 @@ class Backend(ABC):
         own = self.entries[k].io.get(self.method(k))
         return (own.inputs, own.outputs) if own is not None else (spec.inputs, spec.outputs)
 
-    def run_stage(self, k: int, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Stage k on contract tensors (float32 NCHW) -> contract tensors."""
+    def run_stage(self, k: int, inputs: Sequence[np.ndarray | FileTensor]
+                  ) -> list[np.ndarray | FileTensor]:
+        """Stage k on contract tensors (float32 NCHW) -> contract tensors.
+
+        Features whose file form is not the contract's come back as FileTensors, which the
+        next stage takes without conversion when its file wants the same form.
+        """
         spec = self.stage(k)
         if len(inputs) != len(spec.inputs):
             raise ValueError(f"stage {k} takes {len(spec.inputs)} inputs "
@@ -141,9 +174,14 @@ class Backend(ABC):
                 raise ValueError(f"stage {k} input {t.name} must be {list(t.shape)}, got "
                                  f"{list(x.shape)}: frames must be resized to the bundle size")
         file_in, file_out = self.method_io(k)
-        raw = self._run(k, [to_file_layout(np.asarray(x), t)
-                            for x, t in zip(inputs, file_in, strict=True)])
-        return [from_file_layout(y, t) for y, t in zip(raw, file_out, strict=True)]
+        raw = self._run(k, [
+            x.data if isinstance(x, FileTensor) and same_form(x.spec, t)
+            else to_file_layout(np.asarray(x), t) for x, t in zip(inputs, file_in, strict=True)])
+        features = len(file_out) - (spec.exit is not None)  # the logits come last
+        return [FileTensor(np.asarray(y), t)
+                if i < features and (t.quantization is not None or t.layout != "NCHW")
+                else from_file_layout(y, t) for i, (y, t) in enumerate(zip(raw, file_out,
+                                                                           strict=True))]
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the runtime (optional)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..bundle import BundleError, FileEntry
+from ..bundle import BundleError, FileEntry, TensorSpec
 from .base import Backend, BackendUnavailable
 
 
@@ -38,6 +38,10 @@ def load_kernels(entry: FileEntry) -> None:
     except KernelUnavailable as err:
         raise BackendUnavailable(f"{entry.path} needs the adpc sparse kernel "
                                  f"({', '.join(entry.kernels)}): {err}") from None
+
+
+def nhwc(spec: TensorSpec, x) -> bool:
+    return spec.layout == "NHWC" and x.ndim == 4
 
 
 class ExecuTorchBackend(Backend):
@@ -69,9 +73,13 @@ class ExecuTorchBackend(Backend):
             raise BundleError(f"{path} lacks methods {', '.join(missing)}: re-run `adpc convert`")
 
     def _run(self, k: int, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        tensors = [self._torch.from_numpy(x) for x in inputs]
+        # NHWC file tensors: the program takes them as channels-last N x C x H x W tensors
+        file_in, file_out = self.method_io(k)
+        tensors = [self._torch.from_numpy(x).permute(0, 3, 1, 2) if nhwc(t, x)
+                   else self._torch.from_numpy(x) for x, t in zip(inputs, file_in, strict=True)]
         outputs = self._methods[f"stage{k}"].execute(tensors)
-        return [o.numpy() for o in outputs]
+        return [o.permute(0, 2, 3, 1).numpy() if nhwc(t, o) else o.numpy()
+                for o, t in zip(outputs, file_out, strict=True)]
 
 
 BACKEND = ExecuTorchBackend
