@@ -36,6 +36,7 @@ Checkpoints hold the state only, never the graphs (weights-only loading cannot r
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -347,6 +348,44 @@ def is_training(q: QuantizedADPC) -> bool:
     return bool(q.training)
 
 
+@contextlib.contextmanager
+def _patterns_exported_once():
+    """While converting: torchao's QAT conv-BN folding exports the same 24 small pattern
+    graphs again for every graph it converts (~10 s each time on one core); export each once.
+
+    Keyed by the pattern function's code and closure and the example inputs' shapes; every
+    caller gets its own copy (the matcher must not see another caller's edits).
+    """
+    from torchao.quantization.pt2e import qat_utils
+
+    original = qat_utils._get_aten_graph_module_for_pattern
+    cache: dict = {}
+
+    def describe(value: object) -> object:
+        if isinstance(value, Tensor):
+            return ("tensor", tuple(value.shape), value.dtype)
+        return value
+
+    def exported_once(pattern, example_inputs, is_cuda=False, **kwargs):
+        try:
+            key = (pattern.__code__, tuple(describe(c.cell_contents)
+                                           for c in pattern.__closure__ or ()),
+                   tuple(describe(x) for x in example_inputs), is_cuda,
+                   tuple(sorted((k, describe(v)) for k, v in kwargs.items())))
+            hash(key)
+        except (AttributeError, TypeError, ValueError):  # not a plain function: no cache
+            return original(pattern, example_inputs, is_cuda, **kwargs)
+        if key not in cache:
+            cache[key] = original(pattern, example_inputs, is_cuda, **kwargs)
+        return copy.deepcopy(cache[key])
+
+    qat_utils._get_aten_graph_module_for_pattern = exported_once
+    try:
+        yield
+    finally:
+        qat_utils._get_aten_graph_module_for_pattern = original
+
+
 def convert(q: QuantizedADPC, fold_quantize: bool = True) -> QuantizedADPC:
     """The int8 Q/DQ stage graphs of a frozen copy; `q` itself stays as it is.
 
@@ -363,7 +402,8 @@ def convert(q: QuantizedADPC, fold_quantize: bool = True) -> QuantizedADPC:
     with warnings.catch_warnings():  # torch warns per node when copying exported graphs
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
         frozen = copy.deepcopy(q).eval()
-    graphs = [convert_pt2e(g, fold_quantize=fold_quantize) for g in frozen.graphs]
+    with _patterns_exported_once():
+        graphs = [convert_pt2e(g, fold_quantize=fold_quantize) for g in frozen.graphs]
     return QuantizedADPC(graphs, q.config, q.height, q.width, q.dynamic_hw, "int8").eval()
 
 
@@ -470,13 +510,15 @@ def restore_qat(
     return q.train(bool(ckpt["training"]))
 
 
-def load_qat(path: str | Path, threshold: float | None | str = "saved") -> QuantizedADPC:
+def load_qat(path: str | Path, threshold: float | None | str = "saved",
+             size: tuple[int, int] | None = None) -> QuantizedADPC:
     """Rebuild a model from `save_qat`; it evaluates bit-identically to the saved one.
 
     Re-exports ADPCNet(config) at the stored size (tens of seconds, like prepare_qat) and
     restores the state and the train/eval form. threshold overrides the stored CA threshold
-    (it is host work, so any value works without re-exporting). Bad files raise a one-line
-    CheckpointError.
+    (it is host work, so any value works without re-exporting). size: prepare static graphs
+    at this (height, width) instead (3x faster to build; what a conversion at one size needs).
+    Bad files raise a one-line CheckpointError.
     """
     ckpt = read_qat(path)
     try:
@@ -485,8 +527,8 @@ def load_qat(path: str | Path, threshold: float | None | str = "saved") -> Quant
             values["threshold"] = threshold
         config = ADPCConfig(**{k: tuple(v) if isinstance(v, list) else v
                                for k, v in values.items()})
-        height, width = int(ckpt["height"]), int(ckpt["width"])
-        q = _prepare(ADPCNet(config), height, width, bool(ckpt["dynamic_hw"]),
+        height, width = size if size is not None else (int(ckpt["height"]), int(ckpt["width"]))
+        q = _prepare(ADPCNet(config), height, width, size is None and bool(ckpt["dynamic_hw"]),
                      qat=ckpt["mode"] == "qat")
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} has an unusable model_config or size: "
