@@ -1,99 +1,49 @@
-"""The dense baseline, two ways, next to each exit of the anytime bundle, in one run.
+"""Every exit of anytime bundles next to the network without exits, timed in one run.
 
-"The same network without exits on the same backend, run to completion":
-- run-to-completion (`edge.bench.run_to_completion`, also in `adpc bench`): the bundle's own
-  stage methods back to back with an all-ones mask and no host work between them. The stage
-  graphs still compute exit heads 1-3 and the masked convs' (zero-weighted) fill.
-- no-exit program: the same trained weights exported again as ONE ExecuTorch method with exit
-  heads 1-3 deleted and no masks at all (backbone + the final head only), XNNPACK-delegated
-  like the bundle; int8 by post-training quantisation with the bundle's quantizer config (the
-  bundle's int8 stages come from the QAT model, so int8 logits differ slightly; latency is
-  what is compared). Cached beside the bundle folder: `noexit_<precision>_<H>x<W>.pte`.
+"The same network without exits on the same runtime and precision" (converters.noexit): the
+same trained weights exported again as ONE ExecuTorch method with exit heads 1-3 deleted and
+no masks (backbone + final head), XNNPACK-delegated like the bundles; int8 by post-training
+quantisation with the bundles' quantizer config (their int8 stages come from the QAT model, so
+int8 logits differ slightly; latency is what is compared). Cached beside the first bundle.
 
-Interleaved per frame: the CA runner, run-to-completion, the no-exit program. Prints a table,
-writes JSON.
+Per bundle (several may be compared in one run: dense-masked, sparse, ...), interleaved frame by
+frame with the no-exit program: the CA runner's cumulative stage time per exit, its ratio to
+the no-exit network (< 1: the exit answers sooner), the FLOPs-ideal ratio (exit GFLOPs at the
+measured masked fractions / no-exit GFLOPs, the paper's accounting) and the share of that ideal
+reached, plus CA off run to completion (every stage on every pixel, no host work between).
+Prints a table, writes JSON.
 
-    python benchmarks/dense_baseline.py --bundle bundles/bench/int8_256x512 --precision int8 \
-        --threads 1 --frames 4 --repeats 10 --out benchmarks/results/dense_baseline.json
+    python benchmarks/dense_baseline.py --bundle bundles/bench/int8_256x512 \
+        --bundle bundles/bench/int8_sparse_256x512 --precision int8 --threads 1 --frames 4 \
+        --repeats 10 --out benchmarks/results/dense_baseline_int8.json
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from edge.atomic import write_text  # noqa: E402
-from edge.backends import open_backend  # noqa: E402
-from edge.bench import run_to_completion  # noqa: E402
-from edge.bundle import read_bundle  # noqa: E402
-from edge.preprocess import to_input  # noqa: E402
-from edge.runtime import AnytimeRunner  # noqa: E402
-from edge.sources import SyntheticDriveSource  # noqa: E402
-from model_zoo import create_model  # noqa: E402
-from model_zoo.adpc import NUM_STAGES  # noqa: E402
-from model_zoo.flops import conv_costs  # noqa: E402
+from converters.noexit import build_noexit, noexit_gflops, noexit_path
+from edge.atomic import write_text
+from edge.backends import open_backend
+from edge.bench import run_to_completion
+from edge.bundle import read_bundle
+from edge.preprocess import to_input
+from edge.runtime import AnytimeRunner
+from edge.sources import SyntheticDriveSource
+from model_zoo import create_model
+from model_zoo.adpc import NUM_STAGES
+from model_zoo.flops import conv_costs, exit_gflops, stage_costs
 
 
-class NoExitNet(nn.Module):
-    """The ADP-C backbone and its final head: exit heads 1..N-1 deleted, no masks."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.m = copy.deepcopy(model).eval()
-        for k in range(1, NUM_STAGES):
-            if hasattr(self.m, f"exit{k}"):
-                delattr(self.m, f"exit{k}")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        state = x
-        raw = None
-        for k in range(1, NUM_STAGES + 1):
-            state, raw = self.m.run_stage(k, state, None)
-        assert raw is not None
-        return raw
-
-
-def build_noexit(path: Path, precision: str, height: int, width: int) -> Path:
-    if path.is_file():
-        return path
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
-    start = time.perf_counter()
-    net = NoExitNet(create_model("w18_small_v2", pretrained=True))
-    example = (torch.zeros(1, 3, height, width),)
-    with torch.no_grad():
-        program = torch.export.export(net, example)
-        if precision == "int8":
-            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-            from converters.export import calibration_images
-            from model_zoo.quantize import make_quantizer
-
-            gm = prepare_pt2e(program.module(), make_quantizer(is_qat=False))
-            for image in calibration_images(height, width):
-                gm(image)
-            program = torch.export.export(convert_pt2e(gm), example)
-        et = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-        buffer = et.to_executorch().buffer
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(buffer)
-    tmp.replace(path)
-    print(f"exported {path} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    return path
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def exit_head_share(height: int, width: int) -> float:
@@ -105,9 +55,17 @@ def exit_head_share(height: int, width: int) -> float:
     return heads / sum(c.macs for c in convs)
 
 
+def ideal_ratios(config, height: int, width: int, masked: list[float]) -> list[float]:
+    """Per exit: GFLOPs at the measured masked fractions / the no-exit network's GFLOPs."""
+    costs = stage_costs(config, height, width)
+    gflops = exit_gflops(costs, config.exit_stages, masked)
+    return [g / noexit_gflops(height, width) for g in gflops]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--bundle", default="bundles/bench/int8_256x512")
+    p.add_argument("--bundle", action="append", default=None,
+                   help="bundle to time (repeat to compare several in the same run)")
     p.add_argument("--precision", default="int8")
     p.add_argument("--backend", default="executorch")
     p.add_argument("--threads", type=int, default=1)
@@ -115,66 +73,90 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--out", default="benchmarks/results/dense_baseline.json")
     args = p.parse_args()
+    torch.set_num_threads(1)  # torch's OpenMP workers spin and disturb ExecuTorch timings
     from executorch.runtime import Runtime
 
-    manifest = read_bundle(args.bundle)
-    h, w = manifest.input.height, manifest.input.width
-    pte = build_noexit(Path(args.bundle).parent / f"noexit_{args.precision}_{h}x{w}.pte",
-                       args.precision, h, w)
+    bundles = args.bundle or ["bundles/bench/int8_256x512"]
+    manifests = [read_bundle(b) for b in bundles]
+    h, w = manifests[0].input.height, manifests[0].input.width
+    if any((m.input.height, m.input.width) != (h, w) for m in manifests):
+        raise SystemExit("every --bundle must have the same input size")
+    t0 = time.perf_counter()
+    pte = build_noexit(noexit_path(bundles[0], args.precision, h, w), args.precision, h, w)
+    say(f"network without exits: {pte} ({time.perf_counter() - t0:.0f} s)")
     with SyntheticDriveSource() as source:
-        frames = [to_input(f.image, manifest.input)[0]
+        frames = [to_input(f.image, manifests[0].input)[0]
                   for _, f in zip(range(args.frames), source, strict=False)]
-    ca_ms: list[list[float]] = [[] for _ in range(manifest.num_exits)]
-    rtc_ms: list[float] = []
+    backends = [open_backend(args.backend, b, args.precision, threads=args.threads)
+                for b in bundles]
+    runners = [AnytimeRunner(b) for b in backends]
+    n_exits = manifests[0].num_exits
+    ca_ms = [[[] for _ in range(n_exits)] for _ in bundles]
+    masked = [[[] for _ in range(n_exits - 1)] for _ in bundles]
+    rtc_ms: list[list[float]] = [[] for _ in bundles]
     noexit_ms: list[float] = []
-    agreement, max_abs = [], []
-    with open_backend(args.backend, args.bundle, args.precision, threads=args.threads) as backend:
-        method = Runtime.get().load_program(pte).load_method("forward")
-        runner = AnytimeRunner(backend)
+    method = Runtime.get().load_program(pte).load_method("forward")
 
-        def noexit(x: np.ndarray) -> np.ndarray:
-            return method.execute([torch.from_numpy(x)])[0].numpy()
+    def noexit(x: np.ndarray) -> np.ndarray:
+        return method.execute([torch.from_numpy(x)])[0].numpy()
 
-        for x in frames:  # warm-up and parity of the two dense forms
+    for x in frames:  # warm-up
+        noexit(x)
+        for backend, runner in zip(backends, runners, strict=True):
             runner.run_frame(x)
-            ref, mine = run_to_completion(backend, x), noexit(x)
-            agreement.append(float((ref.argmax(1) == mine.argmax(1)).mean()))
-            max_abs.append(float(np.abs(ref - mine).max()))
-        for _ in range(args.repeats):
-            for x in frames:
+            run_to_completion(backend, x)
+    for _ in range(args.repeats):
+        for x in frames:
+            t0 = time.perf_counter()
+            noexit(x)
+            noexit_ms.append((time.perf_counter() - t0) * 1e3)
+            for i, (backend, runner) in enumerate(zip(backends, runners, strict=True)):
                 result = runner.run_frame(x)
-                for e, ms in zip(result.exits, np.cumsum([e.stage_ms for e in result.exits]),
-                                 strict=True):
-                    ca_ms[e.exit - 1].append(float(ms))
+                cumulative = np.cumsum([e.stage_ms for e in result.exits])
+                for e, ms in zip(result.exits, cumulative, strict=True):
+                    ca_ms[i][e.exit - 1].append(float(ms))
+                    if e.exit < n_exits:
+                        masked[i][e.exit - 1].append(result.exits[e.exit].masked_fraction
+                                                     if e.exit < len(result.exits) else 0.0)
                 t0 = time.perf_counter()
                 run_to_completion(backend, x)
-                rtc_ms.append((time.perf_counter() - t0) * 1e3)
-                t0 = time.perf_counter()
-                noexit(x)
-                noexit_ms.append((time.perf_counter() - t0) * 1e3)
-    rtc, nox = statistics.median(rtc_ms), statistics.median(noexit_ms)
-    share = exit_head_share(h, w)
-    rows = [{"exit": i + 1, "ms": statistics.median(v), "noexit_ratio": nox / statistics.median(v),
-             "rtc_ratio": rtc / statistics.median(v)} for i, v in enumerate(ca_ms) if v]
+                rtc_ms[i].append((time.perf_counter() - t0) * 1e3)
+    for backend in backends:
+        backend.close()
+    nox = statistics.median(noexit_ms)
+    report = {"command": " ".join(sys.argv), "backend": args.backend,
+              "precision": args.precision, "threads": args.threads, "size": [h, w],
+              "frames": len(frames), "repeats": args.repeats, "noexit_ms": nox,
+              "noexit_p90_ms": float(np.percentile(noexit_ms, 90)),
+              "noexit_gflops": noexit_gflops(h, w),
+              "exit_head_gflops_share": exit_head_share(h, w), "bundles": []}
     print(f"{args.backend} {args.precision}, {args.threads} thread(s), {h}x{w}, "
-          f"{len(frames)} frames x {args.repeats} repeats (medians, ms)")
-    print(f"{'exit':>4} {'CA cumulative':>14} {'no-exit / exit':>15} {'rtc / exit':>11}")
-    for r in rows:
-        print(f"{r['exit']:>4} {r['ms']:>14.2f} {r['noexit_ratio']:>14.2f}x "
-              f"{r['rtc_ratio']:>10.2f}x")
-    print(f"no-exit program: {nox:.2f} ms (p90 {np.percentile(noexit_ms, 90):.2f}); "
-          f"run-to-completion: {rtc:.2f} ms (p90 {np.percentile(rtc_ms, 90):.2f}); "
-          f"exit heads 1-3 are {share:.1%} of the dense GFLOPs")
-    print(f"no-exit vs run-to-completion final logits: argmax agreement "
-          f"{np.mean(agreement):.4f}, max |diff| {max(max_abs):.2e}")
-    write_text(args.out, json.dumps({
-        "command": " ".join(sys.argv), "backend": args.backend, "precision": args.precision,
-        "threads": args.threads, "size": [h, w], "frames": len(frames),
-        "repeats": args.repeats, "exits": rows, "noexit_ms": nox,
-        "noexit_p90_ms": float(np.percentile(noexit_ms, 90)), "run_to_completion_ms": rtc,
-        "run_to_completion_p90_ms": float(np.percentile(rtc_ms, 90)),
-        "exit_head_gflops_share": share, "parity_argmax_agreement": float(np.mean(agreement)),
-        "parity_max_abs": max(max_abs)}, indent=1))
+          f"{len(frames)} frames x {args.repeats} repeats (medians); network without exits: "
+          f"{nox:.2f} ms (p90 {np.percentile(noexit_ms, 90):.2f})")
+    print(f"{'bundle':<36} {'exit':>4} {'CA ms':>8} {'CA / no-exit':>12} {'FLOPs ideal':>11} "
+          f"{'share of ideal':>14} {'masked after':>12}")
+    for i, bundle in enumerate(bundles):
+        fractions = [statistics.mean(f) if f else 0.0 for f in masked[i]]
+        ideal = ideal_ratios(create_model("w18_small_v2").config, h, w, fractions)
+        rows = []
+        for k, values in enumerate(ca_ms[i]):
+            if not values:
+                continue
+            ms = statistics.median(values)
+            row = {"exit": k + 1, "ms": ms, "ratio": ms / nox, "ideal_ratio": ideal[k],
+                   "share_of_ideal": ideal[k] / (ms / nox),
+                   "masked_after": fractions[k] if k < len(fractions) else None}
+            rows.append(row)
+            after = "-" if row["masked_after"] is None else f"{row['masked_after']:.1%}"
+            print(f"{bundle:<36} {k + 1:>4} {ms:>8.2f} {row['ratio']:>11.2f}x "
+                  f"{ideal[k]:>10.2f}x {row['share_of_ideal']:>13.0%} {after:>12}")
+        rtc = statistics.median(rtc_ms[i])
+        print(f"{bundle:<36}  CA off, run to completion: {rtc:.2f} ms = {rtc / nox:.2f}x "
+              "the network without exits")
+        report["bundles"].append({"bundle": bundle, "exits": rows, "ca_off_ms": rtc,
+                                  "ca_off_ratio": rtc / nox,
+                                  "ca_off_p90_ms": float(np.percentile(rtc_ms[i], 90))})
+    write_text(args.out, json.dumps(report, indent=1))
     print(f"wrote {args.out}")
     return 0
 
