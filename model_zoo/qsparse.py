@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.fx import GraphModule, Node
 
 from edge.kernels import qtorch_op
+from edge.kernels.qtorch_op import ARG_RESIDUAL
 
 _Q = torch.ops.quantized_decomposed.quantize_per_tensor.default
 _DQ = torch.ops.quantized_decomposed.dequantize_per_tensor.default
@@ -34,6 +35,7 @@ _BN = torch.ops.aten.batch_norm.default
 _RELU = {torch.ops.aten.relu.default, torch.ops.aten.relu_.default}
 _SLICE = torch.ops.aten.slice.Tensor
 _INT8 = (-128, 127, torch.int8)
+_FUSED = qtorch_op.qmasked_conv2d.default
 
 
 @dataclass
@@ -42,6 +44,7 @@ class FuseReport:
 
     fused: int = 0
     with_residual: int = 0
+    dead_fills: int = 0  # fused convs whose fill nobody reads (dropped)
     left: dict[str, str] = field(default_factory=dict)  # conv node name -> reason
 
 
@@ -244,6 +247,53 @@ def _drop_unused(gm: GraphModule) -> None:
             delattr(gm.get_submodule(owner) if owner else gm, attr)
 
 
+_ARG_MASK, _ARG_TAPS, _ARG_KERNEL, _ARG_STRIDE = 8, 9, 5, 10
+
+
+def _masked_pointwise_reader(gm: GraphModule, node: Node, mask: Node) -> bool:
+    """Whether `node` reads its input only at pixels `mask` computes: a 1x1 stride-1 conv
+    masked by the same mask (fused, or the int8 dense-masked chain left in the graph)."""
+    if _is(node, _FUSED):
+        return (node.args[_ARG_KERNEL] == 1 and node.args[_ARG_STRIDE] == 1
+                and node.args[_ARG_MASK] is mask)
+    if not _is(node, _CONV) or not _is(node.args[1], _DQC):
+        return False
+    stride, padding = (list(node.args[3:5]) + [[1, 1], [0, 0]][len(node.args[3:5]):])
+    weight = _const(gm, node.args[1].args[0])
+    if list(stride) != [1, 1] or list(padding) != [0, 0] or weight is None or \
+            tuple(weight.shape[-2:]) != (1, 1):
+        return False
+    q = _only_user(node)
+    dq = _only_user(q) if _is(q, _Q) else None
+    kept = _only_user(dq) if _is(dq, _DQ) else None
+    if not _is(kept, _MUL):
+        return False
+    source = next((_mask_source(a) for a in kept.args if a is not dq and isinstance(a, Node)),
+                  None)
+    return source is not None and source[0] is mask
+
+
+def _drop_dead_fills(gm: GraphModule) -> int:
+    """Fused convs whose skipped pixels nobody reads get no fill (exact, and much cheaper).
+
+    A 1x1 conv at a computed pixel reads only that pixel, and its own skipped pixels take its
+    own fill: so a fill read only by 1x1 convs under the same mask never reaches the result
+    (the final head's 270-channel conv, read by the class conv, is the big one).
+    """
+    dropped = 0
+    for node in gm.graph.nodes:
+        if not _is(node, _FUSED) or node.args[_ARG_TAPS] is None:
+            continue
+        mask, readers = node.args[_ARG_MASK], []
+        for user in node.users:
+            readers += list(user.users) if _is(user, _DQ) else [user]
+        if readers and all(_masked_pointwise_reader(gm, r, mask) and (not _is(r, _FUSED) or
+                           r.args[ARG_RESIDUAL] is not node) for r in readers):
+            node.args = (*node.args[:_ARG_TAPS], None, *node.args[_ARG_TAPS + 1:])
+            dropped += 1
+    return dropped
+
+
 def fuse_masked_convs(gm: GraphModule) -> FuseReport:
     """Fuse every int8 masked conv chain of a converted, constant-folded stage graph in place."""
     report = FuseReport()
@@ -253,6 +303,8 @@ def fuse_masked_convs(gm: GraphModule) -> FuseReport:
         reason = _fuse_one(gm, conv, report)
         if reason is not None:
             report.left[conv.name] = reason
+    _drop_unused(gm)
+    report.dead_fills = _drop_dead_fills(gm)
     _drop_unused(gm)
     gm.graph.lint()
     gm.recompile()

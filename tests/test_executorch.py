@@ -129,6 +129,8 @@ def test_int8_fusion_takes_every_3x3_masked_conv(int8_stages):
         ops = Counter(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
         assert ops["adpc.qmasked_conv2d.default"] == report.fused >= 10
         assert report.with_residual >= 4  # BasicBlocks: BN -> + residual -> ReLU in the op
+        # the final head's first conv: only the class conv (1x1, same mask) reads its fill
+        assert report.dead_fills == (1 if k == 4 else 0)
         # what stays is a 1x1 conv whose BN output is read in float (fuse upsampling, heads)
         left = [n for n in gm.graph.nodes if n.name in report.left]
         weights = [attrgetter(n.args[1].args[0].target)(gm) for n in left]
