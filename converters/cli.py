@@ -150,8 +150,12 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
                    help="run the PyTorch model, not a converted bundle")
     p.add_argument("--bundle", default=None,
                    help="run this bundle folder instead of the cached conversion")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "int8"],
-                   help="bundle precision (int8: the shipped QAT twin)")
+    p.add_argument("--precision", default=None, choices=["fp32", "int8"],
+                   help="bundle precision (int8: the shipped QAT twin); default: the fastest "
+                   "path that builds here (int8 sparse when the native kernel compiles), or "
+                   "the --bundle's own")
+    p.add_argument("--dense", action="store_true",
+                   help="convert the dense-masked graphs, not the sparse kernel's")
     p.add_argument("--deadline-ms", type=float, default=None, help="per-frame deadline")
     p.add_argument("--cache", default=None,
                    help="folder for converted bundles (default $ADPC_CACHE or ~/.cache/adpc)")
@@ -190,16 +194,25 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"\nwrote {args.out}/exits.png (every exit's overlay and mask) and "
               f"{args.out}/demo.json")
         return 0
-    from converters.demo import cached_bundle, demo_bundle
+    from converters.demo import cached_bundle, demo_bundle, fastest_path
     from edge.backends import open_backend
+    from edge.bundle import read_bundle
 
-    folder = args.bundle
+    folder, precision = args.bundle, args.precision
     if folder is None:
         say = _progress_printer(False)
-        folder, built = cached_bundle(args.checkpoint, args.precision, height, width,
-                                      cache=args.cache, progress=say)
+        sparse, why = not args.dense, "as asked"
+        if precision is None:
+            precision, fast, why = fastest_path()
+            sparse = sparse and fast
+        print(f"path: {why}", flush=True)
+        folder, built = cached_bundle(args.checkpoint, precision, height, width,
+                                      cache=args.cache, progress=say, sparse=sparse)
         print(f"{'converted' if built else 'using the cached'} bundle {folder}", flush=True)
-    with open_backend("executorch", folder, args.precision, threads=args.threads) as backend:
+    elif precision is None:
+        owned = [f.precision for f in read_bundle(folder).files_for("executorch")]
+        precision = owned[0] if owned else "fp32"
+    with open_backend("executorch", folder, precision, threads=args.threads) as backend:
         report = demo_bundle(backend, frames, "manifest" if threshold == "config"
                              else threshold, Path(args.out), args.deadline_ms)
     print(format_demo(report))
@@ -623,7 +636,9 @@ def add_run(sub: argparse._SubParsersAction) -> None:
                    help="'samples' (the shipped drive), a camera index, a video file or a "
                    "folder of frames (default samples)")
     p.add_argument("--backend", default="executorch", help="executorch (default), tflite or torch")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    p.add_argument("--precision", default=None, choices=["fp32", "fp16", "int8"],
+                   help="default: the bundle's own; with --pretrained the fastest path that "
+                   "builds here (int8 sparse ExecuTorch when the native kernel compiles)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--deadline-ms", type=float, default=None, help="per-frame deadline")
     p.add_argument("--energy-mj", type=float, default=None, help="per-frame energy budget")
@@ -664,6 +679,7 @@ def run_run(args: argparse.Namespace) -> int:
 
     from edge.atomic import write_text
     from edge.backends import open_backend
+    from edge.bundle import read_bundle
     from edge.power import find_meter
     from edge.runtime import AnytimeRunner
     from edge.sources import open_source
@@ -679,12 +695,19 @@ def run_run(args: argparse.Namespace) -> int:
     budget = _budget(args)
     bundle = args.bundle
     if args.pretrained:
-        from converters.demo import cached_bundle
+        from converters.demo import cached_bundle, fastest_path
 
         if args.precision == "fp16":
             raise UsageError("--pretrained converts fp32 or int8: drop --precision fp16")
+        sparse = False
+        if args.precision is None:
+            args.precision, sparse, why = fastest_path(args.backend)
+            print(f"path: {why}", file=sys.stderr, flush=True)
         bundle, _ = cached_bundle(None, args.precision, 256, 512, backend=args.backend,
-                                  progress=_progress_printer(args.json))
+                                  progress=_progress_printer(args.json), sparse=sparse)
+    elif args.precision is None:
+        owned = [f.precision for f in read_bundle(bundle).files_for(args.backend)]
+        args.precision = owned[0] if owned else "fp32"
     backend = open_backend(args.backend, bundle, args.precision, threads=args.threads)
     threshold = ("manifest" if args.threshold is None
                  else parse_threshold(args.threshold, "--threshold"))

@@ -164,9 +164,25 @@ def cache_dir() -> Path:
     return Path(base) / "adpc"
 
 
-def bundle_name(checkpoint: Path, backend: str, precision: str, height: int, width: int) -> str:
-    return (f"{checkpoint.stem}_{backend}_{precision}_{height}x{width}_"
-            f"{sha256_of(checkpoint)[:12]}")
+def bundle_name(checkpoint: Path, backend: str, precision: str, height: int, width: int,
+                sparse: bool = False) -> str:
+    return (f"{checkpoint.stem}_{backend}_{precision}{'_sparse' if sparse else ''}_"
+            f"{height}x{width}_{sha256_of(checkpoint)[:12]}")
+
+
+def fastest_path(backend: str = DEMO_BACKEND) -> tuple[str, bool, str]:
+    """(precision, sparse, why): int8 sparse ExecuTorch when the native kernel builds here (the
+    fastest path, docs/benchmarks.md), else int8 dense-masked, saying why."""
+    if backend != "executorch":
+        return "int8", False, f"int8 {backend} (sparse kernels run in ExecuTorch only)"
+    from edge.kernels.build import KernelUnavailable
+    from edge.kernels.executorch_op import load_executorch_kernels
+
+    try:
+        load_executorch_kernels()
+    except KernelUnavailable as err:
+        return "int8", False, f"int8 ExecuTorch, dense-masked (no sparse kernel: {err})"
+    return "int8", True, "int8 sparse ExecuTorch (the native int8 kernel builds here)"
 
 
 def cached_bundle(
@@ -177,10 +193,12 @@ def cached_bundle(
     cache: str | Path | None = None,
     backend: str = DEMO_BACKEND,
     progress: Callable[[str], None] | None = None,
+    sparse: bool = False,
 ) -> tuple[Path, bool]:
-    """A bundle of `checkpoint` (None: the shipped model) for one backend, precision and size,
-    converted on first use and reused after (a bundle that no longer validates is rebuilt).
-    Returns (folder, whether it was converted now)."""
+    """A bundle of `checkpoint` (None: the shipped model) for one backend, precision and size
+    (sparse: masked convs on the native kernel), converted on first use and reused after (a
+    bundle that no longer validates is rebuilt). Returns (folder, whether it was converted
+    now)."""
     from converters.convert import convert_bundle
     from model_zoo.registry import DEFAULT_WEIGHTS, WEIGHTS_DIR
 
@@ -189,7 +207,7 @@ def cached_bundle(
         raise FileNotFoundError(f"checkpoint {source} does not exist: pass an adpc train "
                                 "checkpoint or leave --checkpoint out for the shipped model")
     folder = Path(cache or cache_dir()) / "bundles" / bundle_name(
-        source, backend, precision, height, width)
+        source, backend, precision, height, width, sparse)
     try:
         manifest = read_bundle(folder)
         if (manifest.files_for(backend, precision)
@@ -198,7 +216,7 @@ def cached_bundle(
     except BundleError:
         pass
     convert_bundle(folder, [backend], precision, height, width, checkpoint=checkpoint,
-                   progress=progress)
+                   progress=progress, sparse=sparse)
     return folder, True
 
 

@@ -181,3 +181,22 @@ def test_demo_reuses_a_cached_bundle(bundle, tmp_path):
     folder, built = cached_bundle(None, "fp32", size.height, size.width, cache=tmp_path / "cache")
     assert folder == cached and not built
     assert (cached / "manifest.json").stat().st_mtime_ns == before
+
+
+def test_the_default_path_is_int8_sparse_where_the_kernel_builds(monkeypatch):
+    from converters.demo import bundle_name, fastest_path
+    from edge.kernels import executorch_op
+    from edge.kernels.build import KernelUnavailable
+
+    assert fastest_path() == ("int8", True, "int8 sparse ExecuTorch (the native int8 kernel "
+                                            "builds here)")
+
+    def no_compiler():
+        raise KernelUnavailable("no C++ compiler found")
+
+    monkeypatch.setattr(executorch_op, "load_executorch_kernels", no_compiler)
+    precision, sparse, why = fastest_path()
+    assert (precision, sparse) == ("int8", False) and "no C++ compiler found" in why
+    shipped = WEIGHTS_DIR / DEFAULT_WEIGHTS["w18_small_v2"]
+    assert bundle_name(shipped, "executorch", "int8", 64, 128, sparse=True) != bundle_name(
+        shipped, "executorch", "int8", 64, 128)
