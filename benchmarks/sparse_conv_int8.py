@@ -40,21 +40,16 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from sparse_conv import FRACTIONS  # noqa: E402
+from sparse_conv import LAYERS as FP32_LAYERS  # noqa: E402
 
 from edge.atomic import write_text  # noqa: E402
 from edge.kernels.build import CORE, build  # noqa: E402
 
-LAYERS = [  # name, cin, cout, k, stride, input H, W at a 512x1024 image
-    ("branch1 3x3 18ch", 18, 18, 3, 1, 128, 256),
-    ("branch2 3x3 36ch", 36, 36, 3, 1, 64, 128),
-    ("branch3 3x3 72ch", 72, 72, 3, 1, 32, 64),
-    ("branch4 3x3 144ch", 144, 144, 3, 1, 16, 32),
-    ("transition 3x3 256->18", 256, 18, 3, 1, 128, 256),
-    ("down 3x3 s2 18->36", 18, 36, 3, 2, 128, 256),
-    ("fuse 1x1 36->18", 36, 18, 1, 1, 128, 256),
+LAYERS = [  # the fp32 benchmark's W18-Small-v2 shapes (512x1024 input) and the two largest layers
+    *FP32_LAYERS[:4], ("transition 3x3 256->18", 256, 18, 3, 1, 128, 256), *FP32_LAYERS[4:],
     ("head 1x1 270->270", 270, 270, 1, 1, 128, 256),
 ]
-FRACTIONS = (0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 1.0)
 MASK_SIZE = (128, 256)  # the 1/4 map: masks live there, convs at coarser scales sample them
 TARGET_FROM, TARGET_TO = 0.25, 1.0  # the per-layer target: >= 100% of ideal in this range
 
