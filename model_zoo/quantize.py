@@ -351,7 +351,8 @@ def is_training(q: QuantizedADPC) -> bool:
 @contextlib.contextmanager
 def _patterns_exported_once():
     """While converting: torchao's QAT conv-BN folding exports the same 24 small pattern
-    graphs again for every graph it converts (~10 s each time on one core); export each once.
+    graphs again for every graph it converts (~10 s each time on one core); export each once,
+    and skip the search in graphs without a fused conv-BN pair.
 
     Keyed by the pattern function's code and closure and the example inputs' shapes; every
     caller gets its own copy (the matcher must not see another caller's edits).
@@ -379,11 +380,24 @@ def _patterns_exported_once():
             cache[key] = original(pattern, example_inputs, is_cuda, **kwargs)
         return copy.deepcopy(cache[key])
 
+    replace = qat_utils.replace_pattern_with_filters
+
+    def replace_where_fused(m: GraphModule, *args, **kwargs):
+        # QAT conv-BN fusion divides the conv output by the BN scale: without such a division
+        # there is no fused pair to fold (the masked stages, whose BN follows the fill), so
+        # skip the subgraph search; every other step of the folding runs as it would
+        if not any(n.target == torch.ops.aten.div.Tensor and isinstance(n.args[0], Node)
+                   and n.args[0].target in _CONVS for n in m.graph.nodes):
+            return []
+        return replace(m, *args, **kwargs)
+
     qat_utils._get_aten_graph_module_for_pattern = exported_once
+    qat_utils.replace_pattern_with_filters = replace_where_fused
     try:
         yield
     finally:
         qat_utils._get_aten_graph_module_for_pattern = original
+        qat_utils.replace_pattern_with_filters = replace
 
 
 def convert(q: QuantizedADPC, fold_quantize: bool = True) -> QuantizedADPC:
