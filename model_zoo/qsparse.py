@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.fx import GraphModule, Node
 
 from edge.kernels import qtorch_op
-from edge.kernels.qtorch_op import ARG_RESIDUAL
+from edge.kernels.qtorch_op import ARG, ARG_RESIDUAL
 
 _Q = torch.ops.quantized_decomposed.quantize_per_tensor.default
 _DQ = torch.ops.quantized_decomposed.dequantize_per_tensor.default
@@ -247,7 +247,8 @@ def _drop_unused(gm: GraphModule) -> None:
             delattr(gm.get_submodule(owner) if owner else gm, attr)
 
 
-_ARG_MASK, _ARG_TAPS, _ARG_KERNEL, _ARG_STRIDE = 8, 9, 5, 10
+_ARG_MASK, _ARG_TAPS = ARG["mask"], ARG["taps"]
+_ARG_KERNEL, _ARG_STRIDE = ARG["kernel"], ARG["stride"]
 
 
 def _masked_pointwise_reader(gm: GraphModule, node: Node, mask: Node) -> bool:

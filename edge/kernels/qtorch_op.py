@@ -242,7 +242,8 @@ def _register() -> torch.library.Library:
 
 _LIBRARY = _register() if not hasattr(torch.ops.adpc, "qmasked_conv2d") else None
 qmasked_conv2d = torch.ops.adpc.qmasked_conv2d
-ARG_X, ARG_RESIDUAL = 0, 16
-"""Positions of the two int8 activations in the schema (each followed by its scale and zp)."""
-__all__ = ["ARG_RESIDUAL", "ARG_X", "dequantize", "pack_qweight", "qmasked_conv2d", "quantize",
-           "reference_qmasked_conv2d", "unpack_qweight"]
+ARG = {part.split()[-1]: i for i, part in enumerate(_ARGS.split(", "))}
+"""Position of each argument in the schema, by name (graph passes read fused nodes by it)."""
+ARG_X, ARG_RESIDUAL = ARG["x"], ARG["residual"]  # int8 activations, each before scale and zp
+__all__ = ["ARG", "ARG_RESIDUAL", "ARG_X", "dequantize", "pack_qweight", "qmasked_conv2d",
+           "quantize", "reference_qmasked_conv2d", "unpack_qweight"]
